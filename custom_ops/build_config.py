@@ -1,0 +1,154 @@
+"""Compiles the op library in `custom_ops/` (used by `setup.py` and the tests).
+
+Kept free of setuptools so that it can also be run directly:
+
+    python custom_ops/build_config.py OUTPUT.so
+"""
+
+import concurrent.futures
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+CPU_FLAGS = ["-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-DNDEBUG"]
+# Architectures of the CUDA kernels: sm_80 (A100), sm_89 (L4/L40), sm_90
+# (H100/H200) as SASS, plus compute_90 PTX that newer GPUs JIT-compile.
+CUDA_ARCHS = ["80", "89", "90"]
+
+
+def tf_flags():
+    import tensorflow as tf
+
+    return tf.__version__, tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags()
+
+
+def find_cuda():
+    """CUDA installation directory with a complete include tree, or None."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    candidates += sorted(glob.glob("/usr/local/cuda-*"), reverse=True) + ["/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    for home in candidates:
+        if (
+            home
+            and os.path.exists(os.path.join(home, "bin", "nvcc"))
+            and os.path.exists(os.path.join(home, "include", "cuda_runtime.h"))
+        ):
+            return home
+    return None
+
+
+def cuda_version(home):
+    out = subprocess.run(
+        [os.path.join(home, "bin", "nvcc"), "--version"], capture_output=True, text=True
+    ).stdout
+    for token in out.replace(",", " ").split():
+        if token.startswith("V") and token[1:2].isdigit():
+            return token[1:]
+    return "unknown"
+
+
+def _run(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+
+
+def _sources(source_dir, suffixes, exclude=()):
+    files = []
+    for root, _, names in os.walk(source_dir):
+        for name in names:
+            if name.endswith(suffixes) and not name.endswith(exclude):
+                files.append(os.path.join(root, name))
+    return sorted(files)
+
+
+def _object(tmp_dir, source_dir, src):
+    rel = os.path.relpath(src, source_dir).replace(os.sep, "__")
+    return os.path.join(tmp_dir, rel + ".o")
+
+
+def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
+    """Builds `output` from `source_dir`; returns the build-info dict."""
+    os.makedirs(tmp_dir, exist_ok=True)
+    tf_version, compile_flags, link_flags = tf_flags()
+    march = os.environ.get("KERAS_BANDRNN_MARCH", "native")
+    include = ["-I" + source_dir]
+    if use_cuda is None:
+        use_cuda = os.environ.get("KERAS_BANDRNN_CUDA", "1") != "0"
+    cuda_home = find_cuda() if use_cuda else None
+
+    cc_sources = _sources(source_dir, (".cc",), exclude=(".cu.cc",))
+    cu_sources = _sources(source_dir, (".cu.cc", ".cu"))
+
+    def cc_cmd(src, cuda):
+        defines = ["-DGOOGLE_CUDA=1", "-I" + os.path.join(cuda_home, "include")] if cuda else []
+        return (
+            ["g++", "-c", src, "-o", _object(tmp_dir, source_dir, src), f"-march={march}"]
+            + CPU_FLAGS + compile_flags + include + defines
+        )
+
+    def cu_cmd(src):
+        gencode = []
+        for arch in CUDA_ARCHS:
+            gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+        gencode += ["-gencode", f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}"]
+        flags = [f for f in compile_flags if not f.startswith("--std")]
+        return (
+            [os.path.join(cuda_home, "bin", "nvcc"), "-c", "-x", "cu", src,
+             "-o", _object(tmp_dir, source_dir, src), "-std=c++17", "-O3",
+             "-Xcompiler", "-fPIC", "-DGOOGLE_CUDA=1", "-DNDEBUG",
+             "--expt-relaxed-constexpr", "-I" + os.path.join(cuda_home, "include")]
+            + gencode + flags + include
+        )
+
+    def compile_all(cmds):
+        with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+            list(pool.map(_run, cmds))
+
+    info = {"tensorflow": tf_version, "cuda": None, "cuda_archs": [], "march": march}
+    if cuda_home and cu_sources:
+        log(f"compiling {len(cu_sources)} CUDA sources with {cuda_home} (sm_{', sm_'.join(CUDA_ARCHS)})")
+        try:
+            compile_all([cu_cmd(s) for s in cu_sources] + [cc_cmd(s, True) for s in cc_sources])
+            info.update(cuda=cuda_version(cuda_home), cuda_archs=CUDA_ARCHS)
+        except RuntimeError as e:
+            log(f"WARNING: CUDA compilation failed, building CPU-only:\n{e}")
+            cuda_home = None
+    elif use_cuda:
+        log("no CUDA toolkit found (nvcc and cuda_runtime.h): building CPU-only")
+    if info["cuda"] is None:
+        log(f"compiling {len(cc_sources)} C++ sources (-march={march})")
+        compile_all([cc_cmd(s, False) for s in cc_sources])
+        sources = cc_sources
+    else:
+        sources = cc_sources + cu_sources
+    objects = [_object(tmp_dir, source_dir, s) for s in sources]
+    libs = []
+    if info["cuda"] is not None:
+        libs = ["-L" + os.path.join(cuda_home, "lib64"), "-l:libcudart_static.a", "-ldl", "-lrt", "-lpthread"]
+    _run(["g++", "-shared", "-o", output] + objects + link_flags + libs)
+    log(f"built {output}")
+    return info
+
+
+def main(argv):
+    """`python custom_ops/build_config.py [OUTPUT]`: builds in place (no pip)."""
+    import json
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = os.path.abspath(
+        argv[1] if len(argv) > 1
+        else os.path.join(here, "..", "keras_bandrnn", "_bandrnn_ops.so")
+    )
+    info = build(here, out, os.path.join(os.path.dirname(here), "build", "custom_ops"),
+                 jobs=int(os.environ.get("KERAS_BANDRNN_JOBS", os.cpu_count() or 1)))
+    with open(os.path.join(os.path.dirname(out), "_build_info.json"), "w") as f:
+        json.dump(info, f, indent=2)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

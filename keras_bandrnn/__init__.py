@@ -1,0 +1,6 @@
+"""keras-bandrnn: Keras RNN cells with banded and block-sparse recurrences."""
+
+from keras_bandrnn import band
+from keras_bandrnn import ops
+
+__version__ = "0.1.0"

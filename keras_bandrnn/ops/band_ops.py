@@ -1,0 +1,178 @@
+"""`band_matmul` and `band_outer`: products with a banded matrix (SPEC section 3).
+
+The two ops and the transposed product are each other's gradients, so every
+derivative, of any order, stays inside the op family and keeps linear cost.
+"""
+
+import tensorflow as tf
+
+from keras_bandrnn import band
+from keras_bandrnn.ops import band_fallback
+from keras_bandrnn.ops import dispatch
+
+SUPPORTED_DTYPES = (tf.float32, tf.float64, tf.bfloat16, tf.float16)
+
+
+def convert(value, name, dtype=None):
+    """Converts to a float tensor of a supported dtype, naming `name` on error."""
+    try:
+        t = tf.convert_to_tensor(value, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`{name}` must be a float tensor: {e}") from None
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(
+            f"`{name}` has dtype {t.dtype.name}; supported dtypes are "
+            f"{', '.join(d.name for d in SUPPORTED_DTYPES)}."
+        )
+    return t
+
+
+def _check_same_dtype(a, a_name, b, b_name):
+    if a.dtype != b.dtype:
+        raise ValueError(
+            f"`{b_name}` has dtype {b.dtype.name} but `{a_name}` has "
+            f"{a.dtype.name}; they must match."
+        )
+
+
+def _check_vector_arg(t, name):
+    if t.shape.rank is not None and t.shape.rank < 1:
+        raise ValueError(f"`{name}` must have rank >= 1 (shape (..., n)), got a scalar.")
+
+
+def _check_diags(diags, n, k):
+    if diags.shape.rank is not None and diags.shape.rank != 2:
+        raise ValueError(f"`diags` must have shape (n, k), got {diags.shape}.")
+    if diags.shape.rank == 2:
+        dn, dk = diags.shape
+        if dn is not None and n is not None and dn != n:
+            raise ValueError(f"`diags` has {dn} rows but `x` has n={n} columns.")
+        if dk is not None and dk != k:
+            raise ValueError(
+                f"`diags` has {dk} columns but lower + upper + 1 = {k}."
+            )
+
+
+def _flatten(t, n):
+    """`(..., n)` -> `(B, n)` and the function that restores the leading dims."""
+    shape = tf.shape(t)
+    flat = tf.reshape(t, [-1, n if n is not None else shape[-1]])
+    return flat, lambda y: tf.reshape(y, shape)
+
+
+def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False, name=None):
+    """Multiplies row vectors by a band matrix stored as diagonals.
+
+    `y[..., i] = sum_j diags[i, j] * x[..., c(i, j)]` with
+    `c(i, j) = i + j - lower` (mod n when `cyclic`), i.e. `y = x @ A.T`;
+    `transpose=True` gives `y = x @ A`. See `keras_bandrnn.band` for the
+    storage layout.
+
+    Args:
+        x: `(..., n)` tensor of float32, float64, bfloat16 or float16.
+        diags: `(n, lower + upper + 1)` tensor of the same dtype.
+        lower: number of sub-diagonals, `>= 0`.
+        upper: number of super-diagonals, `>= 0`.
+        cyclic: closed band: columns wrap modulo `n` (needs `k <= n`).
+        transpose: multiply by `A` instead of `A.T`.
+        name: optional op name.
+
+    Returns:
+        A tensor with the shape and dtype of `x`.
+
+    Example:
+
+    >>> x = tf.ones([2, 4])
+    >>> diags = tf.ones([4, 3])        # tridiagonal, all ones
+    >>> band_matmul(x, diags, lower=1, upper=1).numpy()[0]
+    array([2., 3., 3., 2.], dtype=float32)
+    """
+    with tf.name_scope(name or "band_matmul"):
+        x = convert(x, "x")
+        diags = convert(diags, "diags")
+        _check_same_dtype(x, "x", diags, "diags")
+        _check_vector_arg(x, "x")
+        n = x.shape[-1] if x.shape.rank is not None else None
+        k = band.check_band_args(n, lower, upper, cyclic)
+        _check_diags(diags, n, k)
+        lib = dispatch.library()
+        if lib is not None:
+            return lib.band_matmul(
+                x, diags, lower=lower, upper=upper, cyclic=bool(cyclic),
+                transpose=bool(transpose),
+            )
+        if n is None:
+            raise ValueError("`x` needs a statically known last dimension n.")
+        flat, restore = _flatten(x, n)
+        return restore(
+            band_fallback.band_matmul(flat, diags, lower, upper, bool(cyclic), bool(transpose))
+        )
+
+
+def band_outer(a, b, lower, upper, cyclic=False, name=None):
+    """Band-restricted outer product summed over leading dims (seed: SG2BMM).
+
+    `g[i, j] = sum over leading dims of a[..., i] * b[..., c(i, j)]`; padding
+    entries of an open band are 0. This is the gradient of `band_matmul` with
+    respect to `diags`.
+
+    Args:
+        a: `(..., n)` float tensor.
+        b: tensor of the same shape and dtype as `a`.
+        lower, upper, cyclic: the band, as in `band_matmul`.
+        name: optional op name.
+
+    Returns:
+        `(n, lower + upper + 1)` tensor of the dtype of `a`.
+
+    Example:
+
+    >>> a = tf.ones([3, 4])
+    >>> band_outer(a, a, lower=1, upper=0).numpy()[:, 0]   # row 0 is padding
+    array([0., 3., 3., 3.], dtype=float32)
+    """
+    with tf.name_scope(name or "band_outer"):
+        a = convert(a, "a")
+        b = convert(b, "b")
+        _check_same_dtype(a, "a", b, "b")
+        _check_vector_arg(a, "a")
+        _check_vector_arg(b, "b")
+        if not a.shape.is_compatible_with(b.shape):
+            raise ValueError(f"`a` and `b` must have the same shape, got {a.shape} and {b.shape}.")
+        n = a.shape[-1] if a.shape.rank is not None else None
+        band.check_band_args(n, lower, upper, cyclic, name="g")
+        lib = dispatch.library()
+        if lib is not None:
+            return lib.band_outer(a, b, lower=lower, upper=upper, cyclic=bool(cyclic))
+        if n is None:
+            raise ValueError("`a` needs a statically known last dimension n.")
+        tf.debugging.assert_equal(tf.shape(a), tf.shape(b), message="`a` and `b` must have the same shape")
+        return band_fallback.band_outer(
+            tf.reshape(a, [-1, n]), tf.reshape(b, [-1, n]), lower, upper, bool(cyclic)
+        )
+
+
+def _attrs(op, *names):
+    return {name: op.get_attr(name) for name in names}
+
+
+@tf.RegisterGradient("BandMatmul")
+def _band_matmul_grad(op, dy):
+    x, diags = op.inputs
+    a = _attrs(op, "lower", "upper", "cyclic")
+    transpose = op.get_attr("transpose")
+    dx = band_matmul(dy, diags, transpose=not transpose, **a)
+    if transpose:  # y = x A: dD[i, j] = sum x[i] dy[c(i, j)]
+        ddiags = band_outer(x, dy, **a)
+    else:  # y = x A^T: dD[i, j] = sum dy[i] x[c(i, j)]
+        ddiags = band_outer(dy, x, **a)
+    return dx, ddiags
+
+
+@tf.RegisterGradient("BandOuter")
+def _band_outer_grad(op, dg):
+    a, b = op.inputs
+    attrs = _attrs(op, "lower", "upper", "cyclic")
+    da = band_matmul(b, dg, transpose=False, **attrs)
+    db = band_matmul(a, dg, transpose=True, **attrs)
+    return da, db
