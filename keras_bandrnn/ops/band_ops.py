@@ -53,6 +53,12 @@ def _check_diags(diags, n, k):
             )
 
 
+def _checked(t, check):
+    """`t`, computed only after the run-time `check` passed (graph mode)."""
+    with tf.control_dependencies([check]):
+        return tf.identity(t)
+
+
 def _flatten(t, n):
     """`(..., n)` -> `(B, n)` and the function that restores the leading dims."""
     shape = tf.shape(t)
@@ -103,6 +109,13 @@ def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False, name=None
             )
         if n is None:
             raise ValueError("`x` needs a statically known last dimension n.")
+        if not diags.shape.is_fully_defined():  # graph with unknown diags dims
+            diags = _checked(
+                diags, tf.debugging.assert_equal(
+                    tf.shape(diags), tf.constant([n, k]),
+                    message=f"`diags` must have shape (n, k) = ({n}, {k})",
+                ),
+            )
         flat, restore = _flatten(x, n)
         return restore(
             band_fallback.band_matmul(flat, diags, lower, upper, bool(cyclic), bool(transpose))
@@ -146,7 +159,11 @@ def band_outer(a, b, lower, upper, cyclic=False, name=None):
             return lib.band_outer(a, b, lower=lower, upper=upper, cyclic=bool(cyclic))
         if n is None:
             raise ValueError("`a` needs a statically known last dimension n.")
-        tf.debugging.assert_equal(tf.shape(a), tf.shape(b), message="`a` and `b` must have the same shape")
+        if not (a.shape.is_fully_defined() and b.shape.is_fully_defined()):
+            check = tf.debugging.assert_equal(
+                tf.shape(a), tf.shape(b), message="`a` and `b` must have the same shape"
+            )
+            a, b = _checked(a, check), _checked(b, check)
         return band_fallback.band_outer(
             tf.reshape(a, [-1, n]), tf.reshape(b, [-1, n]), lower, upper, bool(cyclic)
         )
