@@ -109,18 +109,19 @@ def magnitude_outer(a, b, lower, upper, cyclic=False):
     return band_outer(np.abs(a), np.abs(b), lower, upper, cyclic)
 
 
-# Relative rounding of one result (`out`) and of float32 accumulation (`acc`)
-# per dtype. Half types are computed in float32 and rounded once at the end.
+# Relative rounding of one result (`out`), of the accumulation (`acc`) and the
+# spacing of subnormal results (`tiny`) per dtype. Half types are computed in
+# float32 and rounded once at the end.
 TOLERANCES = {
-    "float64": {"out": 1e-13, "acc": 1e-13},
-    "float32": {"out": 2e-6, "acc": 2e-6},
-    "bfloat16": {"out": 2.0**-8, "acc": 2e-6},
-    "float16": {"out": 2.0**-10, "acc": 2e-6},
+    "float64": {"out": 1e-13, "acc": 1e-13, "tiny": 0.0},
+    "float32": {"out": 2e-6, "acc": 2e-6, "tiny": 0.0},
+    "bfloat16": {"out": 2.0**-8, "acc": 2e-6, "tiny": 0.0},
+    "float16": {"out": 2.0**-10, "acc": 2e-6, "tiny": 2.0**-24},
 }
 
 
 def assert_close(got, want, magnitude, dtype, factor=1.0, what="result"):
-    """Asserts ``|got - want| <= out * |want| + acc * magnitude`` elementwise.
+    """Asserts ``|got - want| <= out * |want| + acc * magnitude + tiny`` elementwise.
 
     `magnitude` is the same product computed on absolute values (the scale of
     the accumulated rounding error). `factor` loosens both terms, e.g. for a
@@ -130,7 +131,7 @@ def assert_close(got, want, magnitude, dtype, factor=1.0, what="result"):
     want = np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     tol = TOLERANCES[dtype if isinstance(dtype, str) else dtype.name]
-    bound = factor * (tol["out"] * np.abs(want) + tol["acc"] * (np.asarray(magnitude) + 1e-30))
+    bound = factor * (tol["out"] * np.abs(want) + tol["acc"] * (np.asarray(magnitude) + 1e-30) + tol["tiny"])
     err = np.abs(got - want)
     bad = ~(err <= bound)  # also catches NaN
     if bad.any():
