@@ -72,7 +72,8 @@ from keras_bandrnn import _lib
 reason = _lib.fallback_reason()
 if reason is not None:
     raise SystemExit(f"bazel_test: the Bazel-built library did not load: {reason}")
-ops = sorted(name for name in dir(_lib.op_library()) if not name.startswith("_"))
+lib = _lib.op_library()
+ops = sorted(name for name in dir(lib) if hasattr(lib, name + "_eager_fallback"))
 if not ops:
     raise SystemExit("bazel_test: the Bazel-built library registers no ops")
 print(f"bazel_test: loaded {os.environ['KERAS_BANDRNN_LIBRARY']}: {', '.join(ops)}")

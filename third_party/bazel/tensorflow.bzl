@@ -39,7 +39,10 @@ package(default_visibility = ["//visibility:public"])
 
 cc_library(
     name = "tensorflow_framework",
-    hdrs = glob(["include/**"]),
+    # include/external/ (9.7k files, 256 MB: TF's own third-party trees) is
+    # reachable only through -I flags that tf.sysconfig does not give, so
+    # nothing compiled here can include it; leaving it out saves hashing it.
+    hdrs = glob(["include/**"], exclude = ["include/external/**"]),
     includes = ["include"],
     srcs = ["{libname}"],
 )
