@@ -213,26 +213,26 @@ def block_sparse(be, op, p, q, mask, batch, k, n, bs, dtype):
 # Dense float64 references.
 
 
+def _band_columns(n, lower, upper, cyclic):
+    """(valid (n, k) bool, column (n, k) int) of each diags entry."""
+    k = lower + upper + 1
+    c = np.arange(n)[:, None] + np.arange(k)[None, :] - lower
+    if cyclic:
+        return np.ones((n, k), bool), c % n
+    return (c >= 0) & (c < n), c
+
+
 def band_dense(d, n, lower, upper, cyclic):
     """The n x n matrix A held by diags d (n, k); padding entries dropped."""
-    k = lower + upper + 1
+    valid, c = _band_columns(n, lower, upper, cyclic)
+    rows = np.broadcast_to(np.arange(n)[:, None], c.shape)
     a = np.zeros((n, n))
-    for i in range(n):
-        for j in range(k):
-            c = i + j - lower
-            if cyclic:
-                c %= n
-            elif not 0 <= c < n:
-                continue
-            a[i, c] = d[i, j]
+    a[rows[valid], c[valid]] = d[valid]
     return a
 
 
 def band_mask(n, lower, upper, cyclic):
-    k = lower + upper + 1
-    i = np.arange(n)[:, None]
-    c = i + np.arange(k)[None, :] - lower
-    return np.ones((n, k), bool) if cyclic else (c >= 0) & (c < n)
+    return _band_columns(n, lower, upper, cyclic)[0]
 
 
 def ref_band_matmul(x, d, n, lower, upper, cyclic, transpose):
@@ -241,17 +241,10 @@ def ref_band_matmul(x, d, n, lower, upper, cyclic, transpose):
 
 
 def ref_band_outer(a, b, n, lower, upper, cyclic):
-    k = lower + upper + 1
     full = a.T @ b  # (n, n): full[i, c] = sum_b a[b, i] b[b, c]
-    g = np.zeros((n, k))
-    for i in range(n):
-        for j in range(k):
-            c = i + j - lower
-            if cyclic:
-                g[i, j] = full[i, c % n]
-            elif 0 <= c < n:
-                g[i, j] = full[i, c]
-    return g
+    valid, c = _band_columns(n, lower, upper, cyclic)
+    rows = np.broadcast_to(np.arange(n)[:, None], c.shape)
+    return np.where(valid, full[rows, np.where(valid, c, 0)], 0.0)
 
 
 def expand_mask(mask, bs):
