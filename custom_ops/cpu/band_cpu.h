@@ -128,19 +128,25 @@ inline void Convert(const T* src, int64_t n, A* dst) {
   for (int64_t t = 0; t < n; ++t) dst[t] = static_cast<A>(src[t]);
 }
 
-// Extended row: xe[c'] = x[c' - lower] (open: 0 outside; cyclic: mod n), for
-// c' in [0, len).
+// Extended row slice: dst[t] = xe[c0 + t] for t < len, where xe[c'] =
+// x[c' - lower] (open: 0 outside [0, n); cyclic: mod n).
 template <typename T, typename A>
-void ExtendRow(const BandGeometry& pg, const T* x, int64_t len, A* xe) {
-  for (int64_t c = 0; c < len; ++c) {
-    int64_t s = c - pg.lower;
+void ExtendSlice(const BandGeometry& pg, const T* x, int64_t c0, int64_t len, A* dst) {
+  int64_t t = 0;
+  while (t < len) {
+    int64_t s = c0 + t - pg.lower;
     if (pg.cyclic) {
       s %= pg.n;
       if (s < 0) s += pg.n;
-      xe[c] = static_cast<A>(x[s]);
-    } else {
-      xe[c] = (s >= 0 && s < pg.n) ? static_cast<A>(x[s]) : A(0);
+    } else if (s < 0 || s >= pg.n) {
+      const int64_t zeros = s < 0 ? std::min(len - t, -s) : len - t;
+      std::fill(dst + t, dst + t + zeros, A(0));
+      t += zeros;
+      continue;
     }
+    const int64_t run = std::min(len - t, pg.n - s);
+    Convert(x + s, run, dst + t);
+    t += run;
   }
 }
 
@@ -154,7 +160,7 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
   const int64_t n = g.n, k = g.k(), ne = n + k - 1;
   std::vector<A> xe(g.batch * ne);
   parallel(g.batch, ne * 4, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) ExtendRow(pg, x + b * n, ne, &xe[b * ne]);
+    for (int64_t b = b0; b < b1; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
   });
   parallel(n, g.batch * k * 2 + k * 8, [&](int64_t i0, int64_t i1) {
     std::vector<A> row(k);
@@ -174,7 +180,7 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
 // ---------------------------------------------------------------------------
 // band_matmul, large batches (batch-minor, register blocked).
 constexpr int kRows = 6;         // output rows per micro-kernel
-constexpr int kMicroBlocks = 8;  // micro blocks per parallel work unit
+constexpr int kMicroBlocks = 32;  // micro blocks per parallel work unit
 
 // acc[r][v] += sum_c panel[c][r] * xt[c][v-th vector of the chunk], for the
 // kRows x (kVecs * width) output tile starting at xt (batch-minor rows).
@@ -183,18 +189,25 @@ inline void MicroKernel(const A* panel, int64_t width, const A* xt,
                         int64_t stride, A* tile, int64_t tile_stride) {
   using S = Simd<A>;
   typename S::type acc[kRows][kVecs];
+  #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r)
+    #pragma GCC unroll 16
     for (int v = 0; v < kVecs; ++v) acc[r][v] = S::Zero();
   for (int64_t c = 0; c < width; ++c) {
     typename S::type xv[kVecs];
+    #pragma GCC unroll 16
     for (int v = 0; v < kVecs; ++v) xv[v] = S::Load(xt + c * stride + v * S::kWidth);
     const A* p = panel + c * kRows;
+    #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const A s = p[r];
+      #pragma GCC unroll 16
       for (int v = 0; v < kVecs; ++v) acc[r][v] += s * xv[v];
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r)
+    #pragma GCC unroll 16
     for (int v = 0; v < kVecs; ++v) S::Store(tile + r * tile_stride + v * S::kWidth, acc[r][v]);
 }
 
@@ -219,6 +232,93 @@ void PackPanel(const BandGeometry& pg, bool transpose, const T* diags,
   }
 }
 
+// Transposes a full 16 x 16 float block in registers: four rounds that swap
+// the off-diagonal d x d sub-blocks (d = 8, 4, 2, 1) with two-input shuffles.
+inline void Transpose16x16(const float* src, int64_t src_stride, float* dst,
+                           int64_t dst_stride) {
+  using V = Simd<float>::type;
+  typedef int32_t M __attribute__((vector_size(64)));
+  V row[16];
+  for (int r = 0; r < 16; ++r) row[r] = Simd<float>::Load(src + r * src_stride);
+#define KERAS_BANDRNN_SWAP_ROUND(d, lo_mask, hi_mask)                       \
+  for (int r = 0; r < 16; ++r) {                                            \
+    if (r & (d)) continue;                                                  \
+    const V a = row[r], b = row[r + (d)];                                   \
+    row[r] = __builtin_shuffle(a, b, lo_mask);                              \
+    row[r + (d)] = __builtin_shuffle(a, b, hi_mask);                        \
+  }
+  // lo[c] = c & d ? b[c - d] : a[c];  hi[c] = c & d ? b[c] : a[c + d].
+  KERAS_BANDRNN_SWAP_ROUND(8, (M{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+                           (M{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+  KERAS_BANDRNN_SWAP_ROUND(4, (M{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+                           (M{4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+  KERAS_BANDRNN_SWAP_ROUND(2, (M{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+                           (M{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+  KERAS_BANDRNN_SWAP_ROUND(1, (M{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+                           (M{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+#undef KERAS_BANDRNN_SWAP_ROUND
+  for (int r = 0; r < 16; ++r) Simd<float>::Store(dst + r * dst_stride, row[r]);
+}
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols.
+// Works in 16 x 16 blocks so that both sides are read and written along their
+// rows: the strides are often powers of two, and walking down a column would
+// map every access to the same cache set.
+template <typename From, typename To>
+void Transpose(const From* src, int64_t src_stride, int64_t rows, int64_t cols,
+               To* dst, int64_t dst_stride) {
+  constexpr int64_t kB = 16;
+  To block[kB][kB];
+  for (int64_t r0 = 0; r0 < rows; r0 += kB) {
+    const int64_t nr = std::min(rows - r0, kB);
+    for (int64_t c0 = 0; c0 < cols; c0 += kB) {
+      const int64_t nc = std::min(cols - c0, kB);
+      if constexpr (std::is_same<From, float>::value && std::is_same<To, float>::value) {
+        if (nr == kB && nc == kB) {
+          Transpose16x16(src + r0 * src_stride + c0, src_stride,
+                         dst + c0 * dst_stride + r0, dst_stride);
+          continue;
+        }
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        const From* in = src + (r0 + r) * src_stride + c0;
+        for (int64_t c = 0; c < nc; ++c) block[c][r] = static_cast<To>(in[c]);
+      }
+      for (int64_t c = 0; c < nc; ++c) {
+        To* out = dst + (c0 + c) * dst_stride + r0;
+        for (int64_t r = 0; r < nr; ++r) out[r] = block[c][r];
+      }
+    }
+  }
+}
+
+// Writes rows [c0, c0 + rows) of the transposed extended input into xt:
+// xt[t][b] = xe_b[c0 + t], zero for the padded batch columns b >= batch.
+// Reads each input row contiguously: the rows of x are n apart, often a power
+// of two, and walking across them would thrash the cache sets.
+template <typename T, typename A>
+void GatherTransposed(const BandGeometry& pg, const T* x, int64_t c0,
+                      int64_t rows, int64_t bp, A* xt) {
+  const int64_t n = pg.n, batch = pg.batch;
+  std::fill(xt, xt + rows * bp, A(0));
+  int64_t t = 0;
+  while (t < rows) {  // runs of rows whose sources are contiguous in x
+    int64_t s = c0 + t - pg.lower;
+    if (pg.cyclic) {
+      s %= n;
+      if (s < 0) s += n;
+    } else if (s < 0) {
+      t = std::min(rows, t - s);  // skip the zero rows before column 0
+      continue;
+    } else if (s >= n) {
+      break;  // only zero rows remain
+    }
+    const int64_t len = std::min(rows - t, n - s);
+    Transpose(x + s, n, batch, len, xt + t * bp, bp);
+    t += len;
+  }
+}
+
 template <typename T>
 void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
                        const T* diags, T* y, const ParallelFor& parallel) {
@@ -229,47 +329,22 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
   const int64_t bp = (batch + S::kWidth - 1) / S::kWidth * S::kWidth;
   const int64_t unit_rows = kRows * kMicroBlocks;
   const int64_t units = (n + unit_rows - 1) / unit_rows;
-  const int64_t width = k + kRows - 1;               // tile columns
-  const int64_t xt_rows = units * unit_rows + k + kRows;
-
-  // Transposed, extended input: xt[c'][b] = xe_b[c'], zero in padded columns.
-  std::unique_ptr<A[]> xt(new A[xt_rows * bp]);
-  const int64_t row_block = 64;
-  parallel((xt_rows + row_block - 1) / row_block, row_block * batch * 4,
-           [&](int64_t q0, int64_t q1) {
-             std::vector<A> xe(row_block);
-             for (int64_t q = q0; q < q1; ++q) {
-               const int64_t c0 = q * row_block;
-               const int64_t len = std::min(row_block, xt_rows - c0);
-               for (int64_t b = 0; b < batch; ++b) {
-                 // Extended entries of row b for columns [c0, c0 + len).
-                 for (int64_t t = 0; t < len; ++t) {
-                   int64_t s = c0 + t - pg.lower;
-                   if (pg.cyclic) {
-                     s %= n;
-                     if (s < 0) s += n;
-                     xe[t] = static_cast<A>(x[b * n + s]);
-                   } else {
-                     xe[t] = (s >= 0 && s < n) ? static_cast<A>(x[b * n + s]) : A(0);
-                   }
-                 }
-                 for (int64_t t = 0; t < len; ++t) xt[(c0 + t) * bp + b] = xe[t];
-               }
-               for (int64_t t = 0; t < len; ++t)
-                 std::fill(&xt[(c0 + t) * bp + batch], &xt[(c0 + t) * bp + bp], A(0));
-             }
-           });
-
+  const int64_t width = k + kRows - 1;  // tile columns
+  // Each work unit transposes the slice of the extended input it reads into
+  // a small buffer (batch-minor, L2-resident): no large temporaries.
   const int64_t cost = unit_rows * width * bp * 2;
   parallel(units, cost, [&](int64_t u0, int64_t u1) {
     std::vector<A> panel(width * kRows);
     std::vector<A> tile(unit_rows * bp);
+    std::vector<A> xt((unit_rows + width) * bp);
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t base = u * unit_rows;
-      for (int mb = 0; mb < kMicroBlocks; ++mb) {
-        const int64_t i0 = base + mb * kRows;
-        PackPanel(pg, transpose, diags, i0, panel.data());
-        const A* xrow = &xt[i0 * bp];
+      const int64_t rows = std::min(unit_rows, n - base);
+      const int64_t blocks = (rows + kRows - 1) / kRows;
+      GatherTransposed(pg, x, base, blocks * kRows + width - 1, bp, xt.data());
+      for (int64_t mb = 0; mb < blocks; ++mb) {
+        PackPanel(pg, transpose, diags, base + mb * kRows, panel.data());
+        const A* xrow = &xt[mb * kRows * bp];
         A* out = &tile[mb * kRows * bp];
         int64_t b = 0;
         for (; b + 4 * S::kWidth <= bp; b += 4 * S::kWidth)
@@ -282,11 +357,7 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
         }
       }
       // Write the unit's rows back in the caller's (batch, n) layout.
-      const int64_t rows = std::min(unit_rows, n - base);
-      for (int64_t bb = 0; bb < batch; ++bb) {
-        T* dst = y + bb * n + base;
-        for (int64_t r = 0; r < rows; ++r) dst[r] = static_cast<T>(tile[r * bp + bb]);
-      }
+      Transpose(tile.data(), bp, rows, batch, y + base, n);
     }
   });
 }
@@ -308,27 +379,35 @@ void BandMatmul(const BandGeometry& g, bool transpose, const T* x,
 // Per block of kOuterRows rows, the dense tile G[r][c] = sum_b a[b, i0 + r] *
 // xe_b[i0 + c] (c < k + kOuterRows - 1, rounded up to whole vectors) is
 // accumulated in registers with the batch as the reduction loop; row r of g
-// is the slice G[r][r : r + k].
-constexpr int kOuterRows = 4;
+// is the slice G[r][r : r + k]. The rows of a and b a work unit reads are
+// first copied into small buffers whose stride is not a power of two.
+constexpr int kOuterRows = 8;
+constexpr int64_t kOuterUnit = 64;  // rows per parallel work unit
 
 template <typename A, int kVecs>
-inline void OuterKernel(const A* a, int64_t a_stride, const A* be,
-                        int64_t be_stride, int64_t batch, A* tile,
-                        int64_t tile_stride) {
+inline void OuterKernel(const A* a, const A* be, int64_t stride, int64_t batch,
+                        A* tile, int64_t tile_stride) {
   using S = Simd<A>;
   typename S::type acc[kOuterRows][kVecs];
+#pragma GCC unroll 16
   for (int r = 0; r < kOuterRows; ++r)
+#pragma GCC unroll 16
     for (int v = 0; v < kVecs; ++v) acc[r][v] = S::Zero();
   for (int64_t b = 0; b < batch; ++b) {
     typename S::type bv[kVecs];
-    for (int v = 0; v < kVecs; ++v) bv[v] = S::Load(be + b * be_stride + v * S::kWidth);
-    const A* ar = a + b * a_stride;
+#pragma GCC unroll 16
+    for (int v = 0; v < kVecs; ++v) bv[v] = S::Load(be + b * stride + v * S::kWidth);
+    const A* ar = a + b * stride;
+#pragma GCC unroll 16
     for (int r = 0; r < kOuterRows; ++r) {
       const A s = ar[r];
+#pragma GCC unroll 16
       for (int v = 0; v < kVecs; ++v) acc[r][v] += s * bv[v];
     }
   }
+#pragma GCC unroll 16
   for (int r = 0; r < kOuterRows; ++r)
+#pragma GCC unroll 16
     for (int v = 0; v < kVecs; ++v) S::Store(tile + r * tile_stride + v * S::kWidth, acc[r][v]);
 }
 
@@ -339,46 +418,47 @@ void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
   using S = Simd<A>;
   const int64_t n = g.n, k = g.k(), batch = g.batch;
   if (n == 0) return;
-  const int64_t blocks = (n + kOuterRows - 1) / kOuterRows;
   const int64_t vecs = (k + kOuterRows - 1 + S::kWidth - 1) / S::kWidth;
   const int64_t tile_width = vecs * S::kWidth;
-  // Row stride of the extended b rows; a rows are padded to whole blocks.
-  const int64_t ne = blocks * kOuterRows + tile_width;
-  const int64_t na = blocks * kOuterRows;
-  std::unique_ptr<A[]> be(new A[std::max<int64_t>(1, batch * ne)]);
-  std::unique_ptr<A[]> ac(new A[std::max<int64_t>(1, batch * na)]);
-  parallel(batch, ne * 4, [&](int64_t b0, int64_t b1) {
-    for (int64_t r = b0; r < b1; ++r) {
-      ExtendRow(g, b + r * n, ne, &be[r * ne]);
-      Convert(a + r * n, n, &ac[r * na]);
-      std::fill(&ac[r * na + n], &ac[r * na + na], A(0));
-    }
-  });
-  parallel(blocks, batch * kOuterRows * tile_width * 2 + k * kOuterRows * 4,
-           [&](int64_t q0, int64_t q1) {
+  const int64_t span = kOuterUnit + tile_width;       // extended columns a unit reads
+  const int64_t stride = 2 * span + S::kWidth;        // a then b; not a power of two
+  const int64_t units = (n + kOuterUnit - 1) / kOuterUnit;
+  parallel(units, batch * kOuterUnit * tile_width * 2 + kOuterUnit * k * 4,
+           [&](int64_t u0, int64_t u1) {
+             std::vector<A> buf(std::max<int64_t>(1, batch) * stride);
              std::vector<A> tile(kOuterRows * tile_width);
-             for (int64_t q = q0; q < q1; ++q) {
-               const int64_t i0 = q * kOuterRows;
-               int64_t v = 0;
-               for (; v + 4 <= vecs; v += 4)
-                 OuterKernel<A, 4>(&ac[i0], na, &be[i0 + v * S::kWidth], ne, batch,
-                                   &tile[v * S::kWidth], tile_width);
-               const A* ap = &ac[i0];
-               const A* bp = &be[i0 + v * S::kWidth];
-               A* tp = &tile[v * S::kWidth];
-               switch (vecs - v) {
-                 case 3: OuterKernel<A, 3>(ap, na, bp, ne, batch, tp, tile_width); break;
-                 case 2: OuterKernel<A, 2>(ap, na, bp, ne, batch, tp, tile_width); break;
-                 case 1: OuterKernel<A, 1>(ap, na, bp, ne, batch, tp, tile_width); break;
-                 default: break;
+             for (int64_t u = u0; u < u1; ++u) {
+               const int64_t base = u * kOuterUnit;
+               const int64_t rows = std::min(kOuterUnit, n - base);
+               for (int64_t r = 0; r < batch; ++r) {  // buf row r: a[r, base:], then xe_r[base:]
+                 A* dst = &buf[r * stride];
+                 const int64_t len = std::min(span, n - base);
+                 Convert(a + r * n + base, len, dst);
+                 std::fill(dst + len, dst + span, A(0));
+                 ExtendSlice(g, b + r * n, base, span, dst + span);
                }
-               for (int r = 0; r < kOuterRows && i0 + r < n; ++r) {
-                 const int64_t i = i0 + r;
-                 T* dst = out + i * k;
-                 for (int64_t j = 0; j < k; ++j) {
-                   bool valid;
-                   Column(g, i, j, &valid);
-                   dst[j] = valid ? static_cast<T>(tile[r * tile_width + r + j]) : T(0);
+               for (int64_t i0 = base; i0 < base + rows; i0 += kOuterRows) {
+                 const A* ap = &buf[i0 - base];
+                 int64_t v = 0;
+                 for (; v + 3 <= vecs; v += 3)
+                   OuterKernel<A, 3>(ap, ap + span + v * S::kWidth, stride, batch,
+                                     &tile[v * S::kWidth], tile_width);
+                 const A* bp = ap + span + v * S::kWidth;
+                 A* tp = &tile[v * S::kWidth];
+                 switch (vecs - v) {
+                   case 2: OuterKernel<A, 2>(ap, bp, stride, batch, tp, tile_width); break;
+                   case 1: OuterKernel<A, 1>(ap, bp, stride, batch, tp, tile_width); break;
+                   default: break;
+                 }
+                 for (int r = 0; r < kOuterRows && i0 + r < n; ++r) {
+                   const int64_t i = i0 + r;
+                   T* dst = out + i * k;
+                   const A* src = &tile[r * tile_width + r];
+                   for (int64_t j = 0; j < k; ++j) dst[j] = static_cast<T>(src[j]);
+                   if (!g.cyclic) {  // padding slots read zeros of xe; make them exact 0
+                     for (int64_t j = 0; j < std::min<int64_t>(k, g.lower - i); ++j) dst[j] = T(0);
+                     for (int64_t j = std::max<int64_t>(0, n + g.lower - i); j < k; ++j) dst[j] = T(0);
+                   }
                  }
                }
              }
