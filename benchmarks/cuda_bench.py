@@ -12,7 +12,10 @@ Targets (issue 5), all on H100/H200 with batch >= 64 and n >= 8192:
   >= 50% of cuBLAS fp32 and >= 30% of cuBLAS bf16 (same B, n dense product);
 - block_sparse_matmul (block 64, density >= 0.25): time <= (density + 0.1) x
   the dense cuBLAS product.
-Writes a Markdown section (for BENCHMARKS.md) and a JSON file next to it.
+Writes a Markdown section and a JSON file next to it. The GPU machine's copy of
+the repository does not come back, so record the section here afterwards:
+
+    python benchmarks/cuda_bench.py --record OUT/bench.md   # into BENCHMARKS.md
 """
 
 import ctypes
@@ -21,16 +24,19 @@ import os
 import sys
 
 import numpy as np
-import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "gpu"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "gpu"))
 import kbr_harness as H  # noqa: E402
 
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-torch.set_float32_matmul_precision("highest")
-DEV = torch.device("cuda")
-TD = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if __name__ == "__main__" and "--record" not in sys.argv:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    torch.set_float32_matmul_precision("highest")
+    DEV = torch.device("cuda")
+    TD = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def timeit(fn, iters=None, warmup=3):
@@ -193,7 +199,19 @@ def markdown(rows, device, cmd):
     return "\n".join(lines) + "\n"
 
 
+def record(path):
+    """Writes the section made on the GPU machine into BENCHMARKS.md."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks import report
+
+    body = open(path).read()
+    report.write_section("cuda_kernels", body, "scripts/gpu_suite.sh on a GPU machine, then "
+                         f"python benchmarks/cuda_bench.py --record $OUT/bench.md")
+
+
 def main(argv):
+    if len(argv) > 2 and argv[1] == "--record":
+        return record(argv[2])
     out = argv[1] if len(argv) > 1 else "cuda_bench.md"
     lib = H._declare(ctypes.CDLL(os.environ["KBR_CUDA_LIB"]))
     quick = os.environ.get("KBR_BENCH_QUICK") == "1"
