@@ -23,7 +23,7 @@ summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 export PYTHONUNBUFFERED=1
 status=0
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT/summary.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
 nvcc --version | tail -2 | tee -a "$OUT/summary.txt"
 
 # 1. build (both in parallel)
@@ -47,14 +47,17 @@ rc=$?
 summary "pytest: rc=$rc in $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/pytest.log")"
 [ $rc -eq 0 ] || { status=1; grep -E "^(FAILED|E )" "$OUT/pytest.log" | head -20; }
 
-# 3. compute-sanitizer
+# 3. compute-sanitizer (on the PATH, or beside nvcc / in the CUDA tree)
 : > "$OUT/sanitizer.log"
+CS=$(command -v compute-sanitizer || ls -d /usr/local/cuda*/bin/compute-sanitizer \
+     /usr/local/cuda*/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
+[ -n "$CS" ] || { summary "compute-sanitizer: NOT FOUND"; CS=false; }
 for tool in memcheck racecheck initcheck synccheck; do
   t0=$(date +%s)
   extra=""
   [ $tool = memcheck ] && extra="--leak-check full"
   [ $tool = racecheck ] && extra="--racecheck-report all"
-  timeout 120 compute-sanitizer --tool $tool $extra --error-exitcode 3 $BUILD/sanitize_driver \
+  timeout 120 $CS --tool $tool $extra --error-exitcode 3 $BUILD/sanitize_driver \
       >> "$OUT/sanitizer.log" 2>&1
   rc=$?
   summary "compute-sanitizer $tool: rc=$rc in $(( $(date +%s) - t0 )) s"
