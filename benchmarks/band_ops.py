@@ -1,0 +1,155 @@
+"""Speed of the band ops against dense matmul, pure TF, the FLOP floor and sgbmv.
+
+    python benchmarks/band_ops.py            # writes the band_ops section of BENCHMARKS.md
+    python benchmarks/band_ops.py --quick    # fewer sizes and repetitions, prints only
+
+Batch 64, half-width 32 (k = 65), float32. For each n:
+- forward `band_matmul`, `transpose=True`, and `band_outer`;
+- (a) dense `tf.matmul` with an n x n matrix (n <= 8192);
+- (b) the pure-TF composition (`keras_bandrnn.ops.band_fallback`, a
+  block-bidiagonal batched matmul over windows), traced with `tf.function`;
+- (c) the floor: band FLOPs 2 B n k at the dense matmul's measured FLOP/s;
+- batch 1: forward against SciPy's banded BLAS `sgbmv`;
+- time per unit, relative to n = 2048.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# sgbmv is a level-2 BLAS call: one thread. Idle OpenBLAS threads spinning
+# beside TensorFlow's pool would otherwise slow down every measurement.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import scipy.linalg.blas  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+from keras_bandrnn import _lib  # noqa: E402
+from keras_bandrnn import ops  # noqa: E402
+from keras_bandrnn.ops import band_fallback  # noqa: E402
+
+_QUICK = flags.DEFINE_bool("quick", False, "Fewer sizes and repetitions; print, do not write.")
+_SIZES = flags.DEFINE_list("sizes", ["896", "2048", "8192", "32768", "131072"], "Values of n.")
+
+BATCH, HALF = 64, 32
+K = 2 * HALF + 1
+DENSE_MAX = 8192
+
+
+def sgbmv_storage(diags, lower, upper):
+    """BLAS band storage ab[ku + i - c, c] = A[i, c] of the (n, k) diags."""
+    n, k = diags.shape
+    ab = np.zeros((k, n), diags.dtype)
+    for j in range(k):
+        i = np.arange(n)
+        c = i + j - lower
+        ok = (c >= 0) & (c < n)
+        ab[k - 1 - j, c[ok]] = diags[i[ok], j]
+    return ab
+
+
+def measure(n, reps):
+    rng = np.random.default_rng(n)
+    x = tf.constant(rng.standard_normal((BATCH, n)), tf.float32)
+    d = tf.constant(rng.standard_normal((n, K)), tf.float32)
+    pure = tf.function(lambda x, d: band_fallback.band_matmul(x, d, HALF, HALF))
+    cands = {
+        "forward": lambda: ops.band_matmul(x, d, HALF, HALF),
+        "transpose": lambda: ops.band_matmul(x, d, HALF, HALF, transpose=True),
+        "outer": lambda: ops.band_outer(x, x, HALF, HALF),
+        "pure_tf": lambda: pure(x, d),
+    }
+    if n <= DENSE_MAX:
+        w = tf.constant(rng.standard_normal((n, n)), tf.float32)
+        cands["dense"] = lambda: tf.matmul(x, w)
+    t = report.interleaved_medians(cands, reps, min_time=0.5)
+
+    x1 = tf.constant(rng.standard_normal((1, n)), tf.float32)
+    d_np = d.numpy()
+    ab = sgbmv_storage(d_np, HALF, HALF)
+    x1_np = x1.numpy()[0]
+    t1 = report.interleaved_medians(
+        {
+            "forward_b1": lambda: ops.band_matmul(x1, d, HALF, HALF),
+            "sgbmv": lambda: scipy.linalg.blas.sgbmv(n, n, HALF, HALF, 1.0, ab, x1_np),
+        },
+        reps * 2,
+        min_time=0.3,
+    )
+    # The two batch-1 results must agree, or the comparison means nothing.
+    ref = scipy.linalg.blas.sgbmv(n, n, HALF, HALF, 1.0, ab, x1_np)
+    np.testing.assert_allclose(ops.band_matmul(x1, d, HALF, HALF).numpy()[0], ref, rtol=1e-3, atol=1e-3)
+    t.update(t1)
+    return t
+
+
+def main(argv):
+    del argv
+    if _lib.fallback_reason() is not None:
+        sys.exit(f"The compiled op library is not loaded: {_lib.fallback_reason()}")
+    sizes = [int(s) for s in _SIZES.value]
+    if _QUICK.value:
+        sizes = [s for s in sizes if s <= 8192]
+    reps = 5 if _QUICK.value else 15
+    results = {}
+    for n in sizes:
+        results[n] = measure(n, reps)
+        r = results[n]
+        print(
+            f"n={n}: forward {r['forward'] * 1e3:.3f} ms, transpose {r['transpose'] * 1e3:.3f}, "
+            f"outer {r['outer'] * 1e3:.3f}, pure TF {r['pure_tf'] * 1e3:.3f}"
+            + (f", dense {r['dense'] * 1e3:.3f}" if "dense" in r else "")
+            + f"; batch 1 {r['forward_b1'] * 1e6:.1f} us vs sgbmv {r['sgbmv'] * 1e6:.1f} us",
+            flush=True,
+        )
+
+    dense_n = max(n for n in sizes if "dense" in results[n])
+    dense_rate = 2 * BATCH * dense_n * dense_n / results[dense_n]["dense"]
+    base = results.get(2048, results[sizes[0]])
+    base_n = 2048 if 2048 in results else sizes[0]
+    rows = []
+    for n in sizes:
+        r = results[n]
+        flops = 2 * BATCH * n * K
+        floor = flops / dense_rate
+        rows.append([
+            n,
+            f"{r['forward'] * 1e3:.3f}",
+            f"{r['transpose'] * 1e3:.3f} ({r['transpose'] / r['forward']:.2f}x)",
+            f"{r['outer'] * 1e3:.3f} ({r['outer'] / r['forward']:.2f}x)",
+            f"{r['dense'] * 1e3:.2f} ({r['dense'] / r['forward']:.0f}x)" if "dense" in r else "-",
+            f"{r['pure_tf'] * 1e3:.3f} ({r['pure_tf'] / r['forward']:.1f}x)",
+            f"{floor * 1e3:.3f} ({100 * floor / r['forward']:.0f}%)",
+            f"{flops / r['forward'] / 1e9:.0f}",
+            f"{r['forward_b1'] * 1e6:.1f} / {r['sgbmv'] * 1e6:.1f} ({r['forward_b1'] / r['sgbmv']:.2f}x)",
+            f"{(r['forward'] / n) / (base['forward'] / base_n):.2f}",
+        ])
+    table = report.markdown_table(
+        [
+            "n", "forward ms", "transpose ms (vs fwd)", "band_outer ms (vs fwd)",
+            "dense tf.matmul ms (speedup)", "pure TF ms (speedup)",
+            "floor ms (floor/fwd)", "fwd GFLOP/s", "batch 1: fwd / sgbmv us",
+            f"time per unit vs n={base_n}",
+        ],
+        rows,
+    )
+    body = (
+        "## Band ops (`benchmarks/band_ops.py`)\n\n"
+        f"Batch {BATCH}, half-width {HALF} (k = {K}), float32, CPU kernels. "
+        f"Dense matmul rate measured at n={dense_n}: {dense_rate / 1e9:.0f} GFLOP/s; "
+        "the floor is the band's 2 B n k FLOPs at that rate, so floor/fwd is the "
+        "forward's effective rate as a fraction of the dense matmul's. "
+        "Speedups are the baseline's time over the forward's.\n\n" + table
+    )
+    print(body)
+    if not _QUICK.value:
+        report.write_section("band_ops", body, "python benchmarks/band_ops.py")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,73 @@
+"""Shared helpers of the benchmark scripts: timing and the BENCHMARKS.md sections."""
+
+import os
+import platform
+import statistics
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+HEADER = (
+    "# Benchmarks\n\n"
+    "Each section is written by the script it names; rerun the command to "
+    "regenerate it. Times are medians over repeated calls; ratios are taken "
+    "within one run, since the machine is shared and noisy.\n"
+)
+
+
+def machine():
+    """A one-line description of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def interleaved_medians(candidates, reps, warmup=2, min_time=0.0):
+    """Median seconds per call of each `name -> fn`, timed round-robin.
+
+    Interleaving spreads the machine's background noise over all candidates
+    alike, which keeps their ratios meaningful.
+    """
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in candidates}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < reps or time.perf_counter() - start < min_time:
+        for name, fn in candidates.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+        rounds += 1
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def write_section(name, body, command):
+    """Replaces (or appends) section `name` of BENCHMARKS.md."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = open(BENCHMARKS_MD).read() if os.path.exists(BENCHMARKS_MD) else HEADER
+    block = (
+        f"{begin}\n{body.rstrip()}\n\nMachine: {machine()}. "
+        f"Regenerate with `{command}`.\n{end}"
+    )
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with open(BENCHMARKS_MD, "w") as f:
+        f.write(text)
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
