@@ -141,7 +141,7 @@ def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
              "-o", _object(tmp_dir, source_dir, src), "-std=c++17", "-O3",
              "-Xcompiler", "-fPIC", "-DGOOGLE_CUDA=1", "-DNDEBUG", "--expt-relaxed-constexpr",
              # TensorFlow's and Abseil's headers warn a lot under nvcc; keep logs readable.
-             "-Xcudafe", "--diag_suppress=68,186,970,20012,20208,177",
+             "-diag-suppress=68,186,970,20012,20208,177",
              "-Xcompiler", "-Wno-deprecated-declarations"]
             + cuda_inc + gencode + flags + include
         )
