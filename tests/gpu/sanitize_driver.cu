@@ -32,8 +32,12 @@ struct Buf {
 
 static size_t esize(int dtype) { return dtype == KBR_FLOAT64 ? 8 : dtype == KBR_FLOAT32 ? 4 : 2; }
 
-int main() {
-  const int dtypes[] = {KBR_FLOAT32, KBR_FLOAT64, KBR_BFLOAT16, KBR_FLOAT16};
+// Usage: sanitize_driver [DTYPES], DTYPES a string of kbr_dtype digits
+// (default "0123": all four; "02" covers both engines, SIMT and tensor cores).
+int main(int argc, char** argv) {
+  std::vector<int> dtypes;
+  for (const char* c = argc > 1 ? argv[1] : "0123"; *c; ++c)
+    if (*c >= '0' && *c <= '3') dtypes.push_back(*c - '0');
   struct Band { long batch, n, lower, upper; int cyclic; };
   const Band bands[] = {{3, 1, 0, 0, 0},   {3, 1, 0, 0, 1},    {5, 7, 6, 0, 0},
                         {5, 7, 0, 6, 1},   {0, 8, 2, 1, 1},    {70, 130, 5, 9, 0},
