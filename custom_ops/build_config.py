@@ -14,8 +14,41 @@ import sys
 
 CPU_FLAGS = ["-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-DNDEBUG"]
 # Architectures of the CUDA kernels: sm_80 (A100), sm_89 (L4/L40), sm_90
-# (H100/H200) as SASS, plus compute_90 PTX that newer GPUs JIT-compile.
+# (H100/H200) as SASS, plus compute_90 PTX that newer GPUs JIT-compile. The
+# kernels need sm_80 or newer (bfloat16 tensor cores); CUDA 12 and 13 build
+# them (13 is what CI and the GPU machines have). KERAS_BANDRNN_CUDA_ARCHS
+# ("90" or "80,90") overrides the list, e.g. for a quicker local build.
 CUDA_ARCHS = ["80", "89", "90"]
+
+
+def cuda_archs():
+    env = os.environ.get("KERAS_BANDRNN_CUDA_ARCHS")
+    return [a.strip() for a in env.split(",") if a.strip()] if env else list(CUDA_ARCHS)
+
+
+def cuda_shim(tmp_dir, cuda_home):
+    """An include directory in which `third_party/gpus/cuda/include/...` is `cuda_home`'s.
+
+    TensorFlow's headers name CUDA headers by that path, and the pip wheel ships
+    only part of that tree, from the CUDA it was built with (12.5). Searched
+    before TensorFlow's include directory, the shim makes every such include
+    resolve to the complete tree of the CUDA that compiles the kernels, so no
+    CUDA header is seen in two versions.
+    """
+    base = os.path.join(tmp_dir, "cuda_shim")
+    parent = os.path.join(base, "third_party", "gpus", "cuda")
+    os.makedirs(parent, exist_ok=True)
+    for name in ("include", "extras"):
+        target = os.path.join(cuda_home, name)
+        link = os.path.join(parent, name)
+        if not os.path.exists(target):
+            continue
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(target, link)
+    return base
 
 
 def tf_flags():
@@ -84,25 +117,33 @@ def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
     cc_sources = _sources(source_dir, (".cc",), exclude=(".cu.cc",))
     cu_sources = _sources(source_dir, (".cu.cc", ".cu"))
 
+    archs = cuda_archs()
+
+    # The shim first, so that it wins over TensorFlow's partial CUDA tree.
+    cuda_inc = (["-I" + cuda_shim(tmp_dir, cuda_home), "-I" + os.path.join(cuda_home, "include")]
+                if cuda_home else [])
+
     def cc_cmd(src, cuda):
-        defines = ["-DGOOGLE_CUDA=1", "-I" + os.path.join(cuda_home, "include")] if cuda else []
+        defines = ["-DGOOGLE_CUDA=1"] if cuda else []
         return (
             ["g++", "-c", src, "-o", _object(tmp_dir, source_dir, src), f"-march={march}"]
-            + CPU_FLAGS + compile_flags + include + defines
+            + CPU_FLAGS + (cuda_inc if cuda else []) + compile_flags + include + defines
         )
 
     def cu_cmd(src):
         gencode = []
-        for arch in CUDA_ARCHS:
+        for arch in archs:
             gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
-        gencode += ["-gencode", f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}"]
+        gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
         flags = [f for f in compile_flags if not f.startswith("--std")]
         return (
             [os.path.join(cuda_home, "bin", "nvcc"), "-c", "-x", "cu", src,
              "-o", _object(tmp_dir, source_dir, src), "-std=c++17", "-O3",
-             "-Xcompiler", "-fPIC", "-DGOOGLE_CUDA=1", "-DNDEBUG",
-             "--expt-relaxed-constexpr", "-I" + os.path.join(cuda_home, "include")]
-            + gencode + flags + include
+             "-Xcompiler", "-fPIC", "-DGOOGLE_CUDA=1", "-DNDEBUG", "--expt-relaxed-constexpr",
+             # TensorFlow's and Abseil's headers warn a lot under nvcc; keep logs readable.
+             "-diag-suppress=68,186,970,20012,20208,177",
+             "-Xcompiler", "-Wno-deprecated-declarations"]
+            + cuda_inc + gencode + flags + include
         )
 
     def compile_all(cmds):
@@ -111,10 +152,10 @@ def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
 
     info = {"tensorflow": tf_version, "cuda": None, "cuda_archs": [], "march": march}
     if cuda_home and cu_sources:
-        log(f"compiling {len(cu_sources)} CUDA sources with {cuda_home} (sm_{', sm_'.join(CUDA_ARCHS)})")
+        log(f"compiling {len(cu_sources)} CUDA sources with {cuda_home} (sm_{', sm_'.join(archs)})")
         try:
             compile_all([cu_cmd(s) for s in cu_sources] + [cc_cmd(s, True) for s in cc_sources])
-            info.update(cuda=cuda_version(cuda_home), cuda_archs=CUDA_ARCHS)
+            info.update(cuda=cuda_version(cuda_home), cuda_archs=archs)
         except RuntimeError as e:
             log(f"WARNING: CUDA compilation failed, building CPU-only:\n{e}")
             cuda_home = None

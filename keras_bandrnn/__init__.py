@@ -2,5 +2,6 @@
 
 from keras_bandrnn import band
 from keras_bandrnn import ops
+from keras_bandrnn.cells import ConditionalGRUCell
 
 __version__ = "0.1.0"
