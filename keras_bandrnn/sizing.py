@@ -163,18 +163,20 @@ SEED_TABLE = {  # the seed's parameter-matched Braille models (units)
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-dim", type=int, default=3)
-    parser.add_argument("--output-dim", type=int, default=21)
+    parser.add_argument("--output-dim", type=int, default=23)
     parser.add_argument("--multiple", type=int, default=32)
+    parser.add_argument("--rounding", choices=("nearest", "down"), default="nearest")
     parser.add_argument("--half-width", type=int, default=32)
     parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--grid-stride", type=int, default=128)
+    parser.add_argument("--grid-stride", type=int, default=864)
     args = parser.parse_args(argv)
     kw = dict(half_width=args.half_width, rank=args.rank, grid_stride=args.grid_stride)
     print("| budget | model | seed units | units | params at those units |")
     print("| --- | --- | --- | --- | --- |")
     for budget, rows in SEED_TABLE.items():
         for model, seed_units in rows.items():
-            units = units_for_budget(model, budget, args.input_dim, args.output_dim, args.multiple, **kw)
+            units = units_for_budget(model, budget, args.input_dim, args.output_dim, args.multiple,
+                                     rounding=args.rounding, **kw)
             params = count_params(model, units, args.input_dim, args.output_dim, **kw)
             print(f"| {budget} | {model} | {seed_units} | {units} | {params} |")
 
