@@ -327,6 +327,9 @@ class BandCellBase(RecurrentCellBase):
                 f"`active_half_width=` to the cell to let it be scheduled."
             )
         value = int(min(max(int(value), 0), self.max_half_width))
+        if not self.built:  # becomes the initial value of the variable
+            self.active_half_width = value
+            return value
         self.band_half_width.assign(value)
         return value
 

@@ -112,3 +112,10 @@ def test_scheduler_validates_arguments():
         BandWidthScheduler(schedule=3)
     with pytest.raises(ValueError, match="step"):
         BandWidthScheduler(step=-1)
+
+
+def test_set_active_half_width_before_build_sets_the_initial_value():
+    cell = kb.BandCell(10, half_width=3, active_half_width=0)
+    assert cell.set_active_half_width(2) == 2
+    keras.layers.RNN(cell)(np.zeros((1, 2, 1), np.float32))
+    assert int(cell.band_half_width.numpy()) == 2
