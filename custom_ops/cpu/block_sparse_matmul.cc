@@ -240,7 +240,7 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
   if (B == 0 || nb == 0) return;
   const double pairs_per_block = double(CountActive(g, mask)) / nb;
   const double cost = pairs_per_block * (2.0 * K * bs + K) + B * bs + K * bs;
-  parallel_for(nb, cost, [&](int64_t begin, int64_t end) {
+  parallel_for(nb, static_cast<int64_t>(cost), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows;
     std::vector<S> panel;
     Mat<S> xg, wbuf, yg;
@@ -289,7 +289,7 @@ void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
   const int64_t chunks = (K + kChunk - 1) / kChunk;
   const double active = nb > 0 ? double(CountActive(g, mask)) : 0.0;
   const double cost = active * (2.0 * bs * kChunk + kChunk + bs) + B * kChunk;
-  parallel_for(chunks, cost, [&](int64_t begin, int64_t end) {
+  parallel_for(chunks, static_cast<int64_t>(cost), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows;
     Mat<S> acc, dyg, wbuf, tmp;
     for (int64_t c = begin; c < end; ++c) {
@@ -326,7 +326,7 @@ void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
   const double pairs_per_block =
       B > 0 ? double(CountActive(g, mask)) / nb : 0.0;
   const double cost = pairs_per_block * (2.0 * K * bs + K + bs) + K * bs;
-  parallel_for(nb, cost, [&](int64_t begin, int64_t end) {
+  parallel_for(nb, static_cast<int64_t>(cost), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows;
     Mat<S> xg, dyg, res;
     for (int64_t blk = begin; blk < end; ++blk) {
