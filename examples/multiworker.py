@@ -49,21 +49,21 @@ def copy_task(num, delay, seed):
     return np.eye(VOCAB, dtype=np.float32)[x], y
 
 
-def build_model(units, half_width, seed):
+def build_model(units, half_width, seed, optimizer="adam", learning_rate=1e-2):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((None, VOCAB), name="symbols")
     h = keras.layers.RNN(kb.BandCell(units, half_width=half_width), return_sequences=True)(inputs)
     outputs = keras.layers.Dense(VOCAB, name="logits")(h)
     model = keras.Model(inputs, outputs)
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
+        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
 
 
 def train(kind="none", steps=5, global_batch=16, units=32, half_width=2, delay=10,
-          seed=0, collective_timeout_s=None):
+          seed=0, collective_timeout_s=None, optimizer="adam", learning_rate=1e-2):
     """Builds the model under the strategy for `kind` and fits `steps` steps.
 
     Returns the trained Keras model and the loss of every step.
@@ -77,7 +77,7 @@ def train(kind="none", steps=5, global_batch=16, units=32, half_width=2, delay=1
     x, y = copy_task(steps * global_batch, delay, seed)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch, drop_remainder=True)
     with strategy.scope():
-        model = build_model(units, half_width, seed)
+        model = build_model(units, half_width, seed, optimizer, learning_rate)
     return model, distribute.fit(model, dataset, steps, strategy)
 
 
@@ -88,6 +88,8 @@ flags.DEFINE_integer("global_batch", 32, "Batch size of one step over all worker
 flags.DEFINE_integer("units", 64, "Band cell units.")
 flags.DEFINE_integer("half_width", 4, "Band half-width.")
 flags.DEFINE_integer("delay", 20, "Copy-task delay T.")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optimizer.")
+flags.DEFINE_float("learning_rate", 1e-2, "Learning rate.")
 flags.DEFINE_integer("seed", 0, "Seed of the data and the initial weights.")
 flags.DEFINE_integer("collective_timeout_s", 300, "Limit on each all-reduce (seconds).")
 flags.DEFINE_string("weights_out", None, "Write the trained weights to this .npz.")
@@ -97,7 +99,8 @@ def main(argv):
     del argv
     model, losses = train(
         FLAGS.distribute, FLAGS.steps, FLAGS.global_batch, FLAGS.units, FLAGS.half_width,
-        FLAGS.delay, FLAGS.seed, FLAGS.collective_timeout_s,
+        FLAGS.delay, FLAGS.seed, FLAGS.collective_timeout_s, FLAGS.optimizer,
+        FLAGS.learning_rate,
     )
     task_type, task_id, workers = distribute.cluster_spec()
     print(f"worker {task_type}:{task_id} of {workers}: loss {losses[-1]:.4f}")

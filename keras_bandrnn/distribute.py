@@ -12,7 +12,10 @@ Build and compile the model inside `strategy.scope()` and train it with
 `fit(model, dataset, steps, strategy)`, `dataset` batched by the *global*
 batch size: each step splits one global batch across all replicas, the
 gradients are summed by an all-reduce, and every worker applies the same
-update, so training matches one process on the same global batch.
+update, so training matches one process on the same global batch. A custom
+training loop (like examples/common.py's `train`) gets the same from
+`make_train_step(strategy, model, optimizer, loss_fn)`, whose step takes the
+global batch and splits it across replicas itself (`split_batch`).
 
 Why not `model.fit`: Keras 3 (up to 3.15 at least) does not run
 `MultiWorkerMirroredStrategy` through `model.fit` when there is more than one
@@ -106,34 +109,110 @@ def output_dir(base):
     return os.path.join(base, ".workers", f"{task_type}_{task_id}")
 
 
-def _per_example_loss(model):
-    """The compiled Keras loss without its batch reduction."""
+def split_batch(strategy, batch):
+    """Splits a global batch (a tuple of arrays) into per-replica slices.
+
+    Replica `r` of `R` (numbered across all workers) gets rows
+    `[r B / R, (r + 1) B / R)` of every array, so every worker may compute the
+    same global batch (e.g. from a step-seeded generator) and keep only its
+    slices. Returns distributed values for `strategy.run`.
+    """
+    replicas = strategy.num_replicas_in_sync
+    size = int(batch[0].shape[0])
+    if size % replicas:
+        raise ValueError(
+            f"The global batch ({size}) must be divisible by the number of "
+            f"replicas ({replicas})."
+        )
+    per = size // replicas
+
+    def value_fn(ctx):
+        r = ctx.replica_id_in_sync_group
+        return tuple(a[r * per : (r + 1) * per] for a in batch)
+
+    return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+def make_train_step(strategy, model, optimizer, loss_fn):
+    """A synchronous data-parallel training step on global batches.
+
+    Args:
+        strategy: the `tf.distribute.Strategy` the model and optimizer were
+            built under.
+        model: a built Keras model.
+        optimizer: a Keras optimizer, built inside `strategy.scope()`.
+        loss_fn: `loss_fn(model, batch, training) -> (loss, {name: scalar})`,
+            `loss` the plain mean over the examples of `batch` (a replica's
+            slice). Not a Keras `Loss` with its default reduction: that one
+            already divides by the number of replicas inside `strategy.run`;
+            use `reduction=None` and `tf.reduce_mean`.
+
+    Returns:
+        `step(batch)`: takes one global batch (a tuple of arrays), splits it
+        across the replicas (`split_batch`), applies one update and returns
+        `{"loss": ..., **metrics}` averaged over the replicas. Each replica
+        scales its mean loss by `1 / replicas`, and the optimizer sums the
+        gradients across replicas (Keras optimizers all-reduce in a replica
+        context): the update is that of the mean loss over the global batch.
+    """
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch):
+        variables = model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, metrics = loss_fn(model, batch, True)
+            scaled = loss / replicas
+            if model.losses:
+                scaled += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return {"loss": loss, **metrics}
+
+    @tf.function
+    def distributed_step(per_replica):
+        out = strategy.run(replica_step, args=(per_replica,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
+
+    def step(batch):
+        return distributed_step(split_batch(strategy, tuple(batch)))
+
+    return step
+
+
+def _compiled_loss_fn(model):
+    """`loss_fn` for `make_train_step` from the model's compiled Keras loss.
+
+    The loss runs with `reduction=None` and is averaged here: Keras's own
+    reductions divide by the number of replicas when called in a replica
+    context, and `make_train_step` does that scaling itself.
+    """
     loss = model.loss
     if not isinstance(loss, keras.losses.Loss):
         raise ValueError(
             "`model` must be compiled with a `keras.losses.Loss` instance "
             f"(e.g. SparseCategoricalCrossentropy(from_logits=True)), got {loss!r}."
         )
-    config = dict(loss.get_config(), reduction=None)
-    return type(loss).from_config(config)
+    per_example = type(loss).from_config(dict(loss.get_config(), reduction=None))
+
+    def loss_fn(model, batch, training):
+        x, y = batch
+        return tf.reduce_mean(per_example(y, model(x, training=training))), {}
+
+    return loss_fn
 
 
 def fit(model, dataset, steps, strategy):
     """Trains a compiled `model` for `steps` steps under `strategy`.
 
-    Each element of `dataset` is one *global* batch `(x, y)`. Every replica
-    computes the mean loss of its slice scaled by `slice / global batch`, so
-    that the all-reduced (summed) gradient is the gradient of the mean loss
-    over the global batch, exactly as one process would compute it. The
-    compiled optimizer applies it (Keras optimizers all-reduce gradients in a
-    replica context).
+    Every worker iterates the same `dataset` of global batches `(x, y)` and
+    keeps its replicas' slices (`split_batch`); `make_train_step` makes the
+    update, equal to that of one process on the global batch.
 
     Args:
         model: a Keras model built and compiled inside `strategy.scope()`,
-            with a `keras.losses.Loss` (per-example values are averaged over
-            all non-batch axes, as Keras's default reduction does).
-        dataset: a `tf.data.Dataset` of `(x, y)` global batches (use
-            `drop_remainder=True`, so every batch splits evenly).
+            with a `keras.losses.Loss` (mean over the batch, Keras's default).
+        dataset: a `tf.data.Dataset` (or any iterable) of `(x, y)` global
+            batches whose size the number of replicas divides.
         steps: number of training steps.
         strategy: the `tf.distribute.Strategy` the model was built under.
 
@@ -153,30 +232,12 @@ def fit(model, dataset, steps, strategy):
     """
     if model.optimizer is None:
         raise ValueError("`model` must be compiled (an optimizer and a loss) before `fit`.")
-    per_example = _per_example_loss(model)
-    optimizer = model.optimizer
     with strategy.scope():
-        optimizer.build(model.trainable_variables)
-
-    def replica_step(x, y):
-        global_batch = tf.shape(x)[0] * strategy.num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            values = per_example(y, pred)
-            values = tf.reshape(values, [tf.shape(values)[0], -1])
-            loss = tf.nn.compute_average_loss(
-                tf.reduce_mean(values, axis=1), global_batch_size=global_batch
-            )
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(batch):
-        losses = strategy.run(replica_step, args=batch)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    return [float(train_step(next(iterator))) for _ in range(steps)]
+        model.optimizer.build(model.trainable_variables)
+    step = make_train_step(strategy, model, model.optimizer, _compiled_loss_fn(model))
+    losses = []
+    for _, batch in zip(range(steps), dataset):
+        losses.append(float(step(batch)["loss"]))
+    if len(losses) < steps:
+        raise ValueError(f"`dataset` ran out after {len(losses)} of {steps} steps.")
+    return losses

@@ -17,7 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "examples", "multiworker.py")
 WORKER_TIMEOUT_S = 90  # each worker process, hard limit (the test must never hang)
 COLLECTIVE_TIMEOUT_S = 60  # each all-reduce, so a lost peer fails instead of hanging
-ARGS = dict(steps=3, global_batch=8, units=16, half_width=2, delay=5, seed=3)
+# SGD: its update is linear in the gradient, so a wrongly scaled all-reduce
+# (e.g. the loss divided by the number of replicas twice) shows at once;
+# Adam would hide most of it.
+ARGS = dict(steps=3, global_batch=8, units=16, half_width=2, delay=5, seed=3,
+            optimizer="sgd", learning_rate=0.5)
 
 
 @functools.lru_cache(maxsize=None)  # its absl flags may be defined once
@@ -84,7 +88,8 @@ def test_workers_match_one_process_on_the_global_batch(two_workers):
     (w0, _), _ = two_workers
     example = load_example()
     model, losses = example.train("none", **ARGS)
-    initial = example.build_model(ARGS["units"], ARGS["half_width"], ARGS["seed"])
+    initial = example.build_model(ARGS["units"], ARGS["half_width"], ARGS["seed"],
+                                  ARGS["optimizer"], ARGS["learning_rate"])
     assert len(losses) == ARGS["steps"] and all(np.isfinite(losses))
     for trained, single, start in zip(w0, model.weights, initial.weights):
         np.testing.assert_allclose(trained, single.numpy(), rtol=1e-5, atol=1e-6)
@@ -97,10 +102,24 @@ def test_fit_matches_keras_fit_without_distribution():
     args = dict(ARGS, steps=2)
     model, _ = example.train("none", **args)
     x, y = example.copy_task(args["steps"] * args["global_batch"], args["delay"], args["seed"])
-    ref = example.build_model(args["units"], args["half_width"], args["seed"])
+    ref = example.build_model(args["units"], args["half_width"], args["seed"],
+                              args["optimizer"], args["learning_rate"])
     ref.fit(x, y, batch_size=args["global_batch"], epochs=1, shuffle=False, verbose=0)
     for a, b in zip(model.weights, ref.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_split_batch_one_replica_and_short_dataset():
+    import tensorflow as tf
+
+    s = distribute.strategy("none")
+    (x,) = distribute.split_batch(s, (tf.range(6),))
+    np.testing.assert_array_equal(x, np.arange(6))  # one replica: the whole batch
+    with pytest.raises(ValueError, match="dataset"):
+        example = load_example()
+        with s.scope():
+            model = example.build_model(8, 1, 0)
+        distribute.fit(model, [], 1, s)
 
 
 def test_strategy_arguments():
