@@ -10,11 +10,11 @@
 #include "kernels/block_sparse_matmul_op.h"
 
 #include "cpu/block_sparse_matmul.h"
+#include "kernels/cpu_parallel.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 
@@ -29,26 +29,13 @@ using CPUDevice = Eigen::ThreadPoolDevice;
 using GPUDevice = Eigen::GpuDevice;
 #endif
 
-namespace {
-
-cpu::ParallelFor ThreadPoolFor(const CPUDevice& d) {
-  return [&d](int64_t total, double cost_per_unit,
-              const std::function<void(int64_t, int64_t)>& fn) {
-    // Eigen's cost model: bytes loaded, bytes stored, compute cycles per unit.
-    d.parallelFor(total, Eigen::TensorOpCost(0, 0, cost_per_unit),
-                  [&fn](Eigen::Index begin, Eigen::Index end) { fn(begin, end); });
-  };
-}
-
-}  // namespace
-
 namespace functor {
 
 template <typename T>
 struct BlockSparseMatmul<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
                   const T* w, const bool* mask, T* y) {
-    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, ThreadPoolFor(d));
+    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuParallelFor(d));
   }
 };
 
@@ -56,7 +43,7 @@ template <typename T>
 struct BlockSparseMatmulGradX<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* dy,
                   const T* w, const bool* mask, T* dx) {
-    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, ThreadPoolFor(d));
+    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, CpuParallelFor(d));
   }
 };
 
@@ -64,7 +51,7 @@ template <typename T>
 struct BlockSparseMatmulGradW<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
                   const T* dy, const bool* mask, T* dw) {
-    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, ThreadPoolFor(d));
+    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, CpuParallelFor(d));
   }
 };
 

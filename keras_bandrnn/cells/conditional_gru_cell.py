@@ -72,7 +72,10 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
     `L = units // gate_dim` for block gating and `L = units` (plain
     `[r | h]`) for unstructured gating. This makes the open blocks of both
     parts one `block_sparse_matmul` with block size `2 L`. `bias`
-    `(2 * units,)` (`[b_r | b_h]`) follows the same layout. The gate has
+    `(2 * units,)` (`[b_r | b_h]`) follows the same layout. With
+    unstructured gating `recurrent_kernel` is stored transposed,
+    `(2 * units, units)` = `[U_r | U_h]^T`, so that the rows of the open
+    units are contiguous to gather at batch 1. The gate has
     `gate_kernel` `(input_dim, gate_dim)`, `recurrent_gate_kernel`
     `(units, gate_dim)`, `gate_bias`, and for unstructured gating
     `gate_output_kernel` `(gate_dim, units)` and `gate_output_bias`; the
@@ -242,7 +245,10 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         input_dim = input_shape[-1]
         u, g = self.units, self.gate_dim
         self.kernel = self._kernel("kernel", (input_dim, 2 * u), "kernel")
-        self.recurrent_kernel = self._kernel("recurrent_kernel", (u, 2 * u), "recurrent")
+        # Unstructured gating keeps U transposed, (2 units, units), so that the
+        # open units' rows are contiguous to gather (see the class doc).
+        shape = (u, 2 * u) if self.gating == "block" else (2 * u, u)
+        self.recurrent_kernel = self._kernel("recurrent_kernel", shape, "recurrent")
         self.gate_kernel = self._kernel("gate_kernel", (input_dim, g), "kernel")
         self.recurrent_gate_kernel = self._kernel("recurrent_gate_kernel", (u, g), "recurrent")
         self.bias = self._kernel("bias", (2 * u,), "bias") if self.use_bias else None
@@ -328,10 +334,16 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
             xp = ops.matmul(x_d, self.kernel)
             if self.use_bias:
                 xp = xp + self.bias
-            hc = self._candidate(xp, ops.matmul(h_d, self.recurrent_kernel))
+            hc = self._candidate(xp, self._recurrent(h_d))
             h_new = (1.0 - z) * h + z * hc
         new_state = [h_new] if isinstance(states, (list, tuple)) else h_new
         return h_new, new_state
+
+    def _recurrent(self, h):
+        """`h U` (interleaved columns), whichever way U is stored."""
+        if self.gating == "block":
+            return ops.matmul(h, self.recurrent_kernel)
+        return tf.matmul(h, ops.cast(self.recurrent_kernel, h.dtype), transpose_b=True)
 
     def _block_conditional(self, x, h, gate, z):
         """Only the open (sample, block) pairs are multiplied."""
@@ -355,7 +367,7 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         xp = tf.matmul(x, tf.gather(tf.cast(self.kernel, x.dtype), cols, axis=1))
         if self.use_bias:
             xp = xp + tf.gather(tf.cast(self.bias, x.dtype), cols)
-        hp = tf.matmul(h, tf.gather(tf.cast(self.recurrent_kernel, h.dtype), cols, axis=1))
+        hp = tf.matmul(h, tf.gather(tf.cast(self.recurrent_kernel, h.dtype), cols), transpose_b=True)
         n = tf.shape(open_units)[0]
         r = self.recurrent_activation(xp[:, :n] + hp[:, :n])
         hc = self.activation(xp[:, n:] + r * hp[:, n:])

@@ -43,7 +43,8 @@ def weights(cell):
     w = {v.path.split("/")[-1]: np.asarray(v.numpy(), np.float64) for v in cell.weights}
     L = cell.layout_block
     w["W_r"], w["W_h"] = split_rh(w["kernel"], L)
-    w["U_r"], w["U_h"] = split_rh(w["recurrent_kernel"], L)
+    u = w["recurrent_kernel"] if cell.gating == "block" else w["recurrent_kernel"].T
+    w["U_r"], w["U_h"] = split_rh(u, L)
     if "bias" in w:
         w["b_r"], w["b_h"] = split_rh(w["bias"], L)
     return w
@@ -67,7 +68,7 @@ def reference_step(w, x, h, gating, s, training):
 
 
 def reference_sequence(w, xs, gating, s):
-    h = np.zeros((xs.shape[0], w["recurrent_kernel"].shape[0]))
+    h = np.zeros((xs.shape[0], w["U_r"].shape[0]))
     out, gates = [], []
     for t in range(xs.shape[1]):
         h, gate, _ = reference_step(w, xs[:, t], h, gating, s, training=False)
