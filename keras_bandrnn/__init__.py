@@ -2,6 +2,7 @@
 
 from keras_bandrnn import band
 from keras_bandrnn import callbacks
+from keras_bandrnn import export
 from keras_bandrnn import initializers
 from keras_bandrnn import ops
 from keras_bandrnn import sizing

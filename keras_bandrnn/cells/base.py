@@ -23,6 +23,7 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from keras_bandrnn import band
 from keras_bandrnn import ops as band_ops
+from keras_bandrnn.export import SavedModelGuard
 from keras_bandrnn.initializers import Shift
 
 
@@ -38,7 +39,7 @@ def default_band_initializer():
     return initializers.VarianceScaling(scale=1.0, mode="fan_out", distribution="uniform")
 
 
-class RecurrentCellBase(keras.layers.Layer, DropoutRNNCell):
+class RecurrentCellBase(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
     """`h_t = activation(x_t W + recurrence(h_{t-1}) + b)`; see the module doc."""
 
     def __init__(

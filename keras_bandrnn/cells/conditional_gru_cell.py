@@ -13,6 +13,7 @@ from keras import ops
 from keras import regularizers
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from keras_bandrnn.export import SavedModelGuard
 from keras_bandrnn.ops import block_sparse_matmul
 
 GATINGS = ("block", "unstructured")
@@ -30,7 +31,7 @@ def cliptanh(v):
 
 
 @keras.saving.register_keras_serializable(package="keras_bandrnn")
-class ConditionalGRUCell(keras.layers.Layer, DropoutRNNCell):
+class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
     """GRU cell with a sparse, low-rank update gate that skips computation.
 
     The update gate `z` is computed through a `gate_dim`-wide bottleneck and

@@ -11,6 +11,13 @@ only reads extended blocks ``m`` and ``m + 1``, which makes the band one dense
 ``(bs, 2 bs)`` tile per block and every product a batched matmul (the seed's
 GBMM idea: dense tiles over the band, accepting the wasted corners).
 
+Narrow bands (`k <= _DIAGONAL_SUM_MAX_K`) skip the tiles: `band_matmul` is
+then `k` shifted, scaled copies of the row summed by one `AddN`
+(`y = sum_j diags[:, j] * xe[j : j + n]`), which moves `O(B n k)` bytes through
+a handful of element-wise ops instead of building `(bs, 2 bs)` tiles whose
+work is at least twice the band's. This is the path that SavedModel exports of
+narrow-band cells run in every time step (see benchmarks/export.py).
+
 Inputs are `(B, n)` and `(n, k)` tensors; half precision is computed in
 float32, as the kernels do.
 """
@@ -21,6 +28,9 @@ import tensorflow as tf
 from keras_bandrnn import band
 
 _MIN_BLOCK = 16
+# Up to this bandwidth the diagonal sum beats the block tiles on CPU for
+# batches up to 64 (benchmarks/export.py measures both).
+_DIAGONAL_SUM_MAX_K = 16
 
 
 def _block_size(n, k):
@@ -73,6 +83,26 @@ def _in_float32(fn):
     return wrapper
 
 
+def _fold_cyclic(y, ye, n, lower, upper):
+    """Adds the wrapped ends of an extended `(B, n + k - 1)` output onto the ring."""
+    zeros = tf.zeros_like(y)
+    y += tf.concat([zeros[:, : n - lower], ye[:, :lower]], axis=1)
+    y += tf.concat([ye[:, n + lower : n + lower + upper], zeros[:, upper:]], axis=1)
+    return y
+
+
+def _diagonal_sum(x, diags, n, k, lower, upper, cyclic, transpose):
+    """`band_matmul` as `k` shifted element-wise products and one AddN."""
+    diags = _zero_padding(diags, n, lower, upper, cyclic)
+    if not transpose:  # y[i] = sum_j diags[i, j] xe[i + j]
+        xe = _extend(x, n, lower, upper, cyclic)
+        return tf.add_n([diags[:, j] * xe[:, j : j + n] for j in range(k)])
+    # y = x A: row i sends x[i] diags[i, j] to extended column i + j.
+    ye = tf.add_n([tf.pad(x * diags[:, j], [[0, 0], [j, k - 1 - j]]) for j in range(k)])
+    y = ye[:, lower : lower + n]
+    return _fold_cyclic(y, ye, n, lower, upper) if cyclic else y
+
+
 @_in_float32
 def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False):
     """`y = x @ A.T` (or `x @ A` with `transpose`) for `x` of shape `(B, n)`."""
@@ -80,6 +110,8 @@ def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False):
     k = band.bandwidth(lower, upper)
     if n == 0:
         return x
+    if k <= _DIAGONAL_SUM_MAX_K:
+        return _diagonal_sum(x, diags, n, k, lower, upper, cyclic, transpose)
     bs = _block_size(n, k)
     nb = -(-n // bs)
     tiles = _tiles(_zero_padding(diags, n, lower, upper, cyclic), n, k, bs, nb)
@@ -94,11 +126,7 @@ def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False):
     )
     ye = tf.reshape(ye, [-1, (nb + 1) * bs])
     y = ye[:, lower : lower + n]
-    if cyclic:  # fold the wrapped ends back onto the ring
-        zeros = tf.zeros_like(x)
-        y += tf.concat([zeros[:, : n - lower], ye[:, :lower]], axis=1)
-        y += tf.concat([ye[:, n + lower : n + lower + upper], zeros[:, upper:]], axis=1)
-    return y
+    return _fold_cyclic(y, ye, n, lower, upper) if cyclic else y
 
 
 @_in_float32
