@@ -26,16 +26,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/parallel_for.h"
 #include "kernels/band_geometry.h"
 
 namespace keras_bandrnn {
 namespace cpu {
-
-// Calls work(begin, end) on disjoint ranges covering [0, total), possibly in
-// parallel; cost_per_unit is a rough cycle count used to size the shards.
-using ParallelFor = std::function<void(
-    int64_t total, int64_t cost_per_unit,
-    const std::function<void(int64_t, int64_t)>& work)>;
 
 // Half types accumulate in float32; double in double.
 template <typename T>

@@ -11,8 +11,8 @@ namespace cpu {
 
 // Calls fn(begin, end) on disjoint ranges that cover [0, total), possibly on
 // several threads at once. cost_per_unit is a rough number of CPU cycles per
-// unit of work, used to decide how finely to split. (The same type as the
-// alias in band_cpu.h; kernels/cpu_parallel.h makes one from TF's pool.)
+// unit of work, used to decide how finely to split. kernels/cpu_parallel.h
+// makes one from TensorFlow's thread pool.
 using ParallelFor = std::function<void(
     int64_t total, int64_t cost_per_unit,
     const std::function<void(int64_t begin, int64_t end)>& fn)>;

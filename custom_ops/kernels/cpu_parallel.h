@@ -8,13 +8,12 @@
 #include <cstdint>
 #include <functional>
 
+#include "cpu/parallel_for.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 
-inline std::function<void(int64_t, int64_t,
-                          const std::function<void(int64_t, int64_t)>&)>
-CpuParallelFor(const Eigen::ThreadPoolDevice& d) {
+inline cpu::ParallelFor CpuParallelFor(const Eigen::ThreadPoolDevice& d) {
   return [&d](int64_t total, int64_t cost_per_unit,
               const std::function<void(int64_t, int64_t)>& work) {
     if (total <= 0) return;
