@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -41,7 +40,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SECTION = "benchmarks/cells.py"
 INPUT_DIM = 3
 
 
@@ -191,16 +189,6 @@ def implementation():
     return "compiled kernels" if _lib.op_library() is not None else "pure-TF fallback"
 
 
-def write_section(text, path):
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = f"{begin}\n{text.rstrip()}\n{end}\n"
-    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     parser = argparse.ArgumentParser(description="Band cell training-step benchmark.")
     parser.add_argument("--quick", action="store_true")
@@ -293,7 +281,9 @@ def main():
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text, os.path.join(ROOT, "BENCHMARKS.md"))
+        from benchmarks import report
+
+        report.write_section("cells", text, "python benchmarks/cells.py")
 
 
 if __name__ == "__main__":
