@@ -76,8 +76,12 @@ setup(
     python_requires=">=3.10",
     install_requires=["tensorflow>=2.21,<2.22", "keras>=3.10", "numpy", "absl-py"],
     extras_require={
-        "test": ["pytest", "hypothesis", "scipy"],
-        "examples": ["tensorflow-datasets", "tf-keras-vis", "matplotlib", "tqdm"],
+        # The tests cover the examples, their TFDS builders and the serving requests.
+        "test": [
+            "pytest", "hypothesis", "scipy", "tensorflow-datasets",
+            "tensorflow-serving-api==2.21.*", "tf-keras-vis", "matplotlib",
+        ],
+        "examples": ["tensorflow-datasets", "tf-keras-vis", "matplotlib"],
     },
     zip_safe=False,
 )
