@@ -26,21 +26,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/acc_type.h"
 #include "cpu/parallel_for.h"
 #include "kernels/band_geometry.h"
 
 namespace keras_bandrnn {
 namespace cpu {
-
-// Half types accumulate in float32; double in double.
-template <typename T>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
 
 // One 64-byte SIMD register of A (GCC vector extension: AVX-512 when the
 // target has it, pairs of AVX2 registers otherwise).

@@ -7,20 +7,11 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "cpu/acc_type.h"
 
 namespace keras_bandrnn {
 namespace cpu {
 namespace {
-
-// The precision tiles are computed in: half types accumulate in float32.
-template <typename T>
-struct Compute {
-  using type = float;
-};
-template <>
-struct Compute<double> {
-  using type = double;
-};
 
 template <typename S>
 using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -234,7 +225,7 @@ void ForwardBlock(const BlockSparseGeometry& g, const S* x, const S* w,
 template <typename T>
 void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
                        const bool* mask, T* y, const ParallelFor& parallel_for) {
-  using S = typename Compute<T>::type;
+  using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   if (B == 0 || nb == 0) return;
@@ -280,7 +271,7 @@ template <typename T>
 void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
                             const T* w, const bool* mask, T* dx,
                             const ParallelFor& parallel_for) {
-  using S = typename Compute<T>::type;
+  using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   if (B == 0 || K == 0) return;
@@ -319,7 +310,7 @@ template <typename T>
 void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
                             const T* dy, const bool* mask, T* dw,
                             const ParallelFor& parallel_for) {
-  using S = typename Compute<T>::type;
+  using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   if (K == 0 || nb == 0) return;
