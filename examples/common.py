@@ -154,14 +154,22 @@ def sequence_model(cell, input_dim, num_classes, length=None, name="model"):
     return keras.Model(inputs, logits, name=name)
 
 
-def units_for_budget(build, budget, low=1, high=1 << 17):
-    """The largest `units` with `build(units).count_params() <= budget`
-    (binary search; `build` returns a built Keras model)."""
-    if build(low).count_params() > budget:
-        raise ValueError(f"`budget` {budget} is below the smallest model ({low} units).")
+def units_for_budget(build, budget):
+    """The largest `units` with `build(units).count_params() <= budget`.
+
+    `build(units)` returns a built Keras model; sizes are tried by doubling,
+    then by bisection, so no model much larger than the budget is built.
+    """
+    fits = lambda units: build(units).count_params() <= budget  # noqa: E731
+    if not fits(1):
+        raise ValueError(f"`budget` {budget} is below the smallest model (1 unit).")
+    low, high = 1, 2
+    while fits(high):
+        low, high = high, 2 * high
+    high -= 1  # low fits, high + 1 does not
     while low < high:
         mid = (low + high + 1) // 2
-        if build(mid).count_params() <= budget:
+        if fits(mid):
             low = mid
         else:
             high = mid - 1
