@@ -58,6 +58,10 @@ flags.DEFINE_integer("shift", None, "Shift initialization s (band cells); 0 = no
 flags.DEFINE_boolean("fixed_shift", None, "Make the shift a fixed part of the recurrence.")
 flags.DEFINE_integer("grid_stride", None, "Distance between hub units (model=grid).")
 flags.DEFINE_integer("rank", None, "Rank of the factorized recurrence (model=factorized).")
+flags.DEFINE_boolean(
+    "freeze_rnn", None,
+    "Train only the readout: the recurrent layer keeps its initialization (with "
+    "--model=closed_fixed and a linear activation, an exact ring buffer of past inputs).")
 flags.DEFINE_string("activation", None, "Activation of the band/simple cells.")
 flags.DEFINE_string(
     "text", None,
@@ -76,7 +80,7 @@ flags.DEFINE_integer("verbose", 1, "1: progress bar, 0: quiet.")
 
 COMMON_DEFAULTS = dict(
     units=None, budget=None, half_width=32, shift=0, fixed_shift=False, grid_stride=288,
-    rank=32, activation="tanh", batch_size=32, learning_rate=1e-3, clipnorm=1.0, seed=0,
+    rank=32, activation="tanh", freeze_rnn=False, batch_size=32, learning_rate=1e-3, clipnorm=1.0, seed=0,
     eval_every=100, checkpoint_every=50,
 )
 
@@ -145,11 +149,13 @@ def make_cell(model, units, input_dim, *, half_width=32, shift=0, fixed_shift=Fa
     raise ValueError(f"Unknown `model` {model!r}; expected one of {MODELS}.")
 
 
-def sequence_model(cell, input_dim, num_classes, length=None, name="model"):
+def sequence_model(cell, input_dim, num_classes, length=None, name="model", freeze_rnn=False):
     """`Input (batch, length, input_dim) -> RNN(cell) -> Dense(num_classes)`,
-    logits at every step."""
+    logits at every step; `freeze_rnn` makes the RNN layer non-trainable."""
     inputs = keras.Input((length, input_dim), name="inputs")
-    hidden = keras.layers.RNN(cell, return_sequences=True, name="rnn")(inputs)
+    rnn = keras.layers.RNN(cell, return_sequences=True, name="rnn")
+    rnn.trainable = not freeze_rnn
+    hidden = rnn(inputs)
     logits = keras.layers.Dense(num_classes, name="readout")(hidden)
     return keras.Model(inputs, logits, name=name)
 

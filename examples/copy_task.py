@@ -29,7 +29,7 @@ from keras_bandrnn.datasets import copy as copy_data  # noqa: E402
 FLAGS = common.FLAGS
 
 DEFAULTS = dict(model="closed_fixed", delay=100, half_width=10, steps=500, batch_size=32,
-                learning_rate=1e-2, activation="linear", eval_every=100, checkpoint_every=50)
+                learning_rate=1e-3, activation=None, eval_every=100, checkpoint_every=50)
 QUICK = dict(delay=20, steps=150, batch_size=16, eval_every=30, checkpoint_every=20)
 EVAL_BATCHES = 4
 EVAL_SEED_OFFSET = 1_000_003  # evaluation data: another seed, never trained on
@@ -43,13 +43,14 @@ def default_units(model, delay, input_dim=copy_data.INPUT_DIM):
     return 128
 
 
-def build_model(model="closed_fixed", units=None, delay=100, seed=0, **cell_args):
+def build_model(model="closed_fixed", units=None, delay=100, seed=0, freeze_rnn=False, **cell_args):
     """The copy-task model: one-hot input classes -> RNN -> per-step logits."""
     units = units or default_units(model, delay)
     keras.utils.set_random_seed(seed)
     cell = common.make_cell(model, units, copy_data.INPUT_DIM, seed=seed, **cell_args)
     net = common.sequence_model(cell, copy_data.INPUT_DIM, copy_data.NUM_CLASSES,
-                                length=delay + 2 * copy_data.NUM_SYMBOLS, name=f"copy_{model}")
+                                length=delay + 2 * copy_data.NUM_SYMBOLS, name=f"copy_{model}",
+                                freeze_rnn=freeze_rnn)
     return net
 
 
@@ -89,8 +90,12 @@ def make_eval(seed, batch_size, delay):
 
 
 def cell_args_from_flags():
+    """Cell arguments; the activation defaults to linear for a shifting band
+    cell (an exact delay line) and to tanh otherwise."""
+    shifting = FLAGS.model == "closed_fixed" or bool(FLAGS.shift)
+    activation = FLAGS.activation or ("linear" if shifting else "tanh")
     return dict(half_width=FLAGS.half_width, shift=FLAGS.shift, fixed_shift=FLAGS.fixed_shift,
-                grid_stride=FLAGS.grid_stride, rank=FLAGS.rank, activation=FLAGS.activation)
+                grid_stride=FLAGS.grid_stride, rank=FLAGS.rank, activation=activation)
 
 
 def run():
@@ -99,10 +104,12 @@ def run():
     cell_args = cell_args_from_flags()
     if FLAGS.budget:
         FLAGS.units = common.units_for_budget(
-            lambda u: build_model(FLAGS.model, u, FLAGS.delay, FLAGS.seed, **cell_args), FLAGS.budget)
+            lambda u: build_model(FLAGS.model, u, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn,
+                                  **cell_args), FLAGS.budget)
     units = FLAGS.units or default_units(FLAGS.model, FLAGS.delay)
-    model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, **cell_args)
-    config = {**common.flag_values(), "units": units, "task": "copy"}
+    model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn, **cell_args)
+    config = {**common.flag_values(), "units": units, "task": "copy",
+              "activation": cell_args["activation"]}
     return common.train(
         model,
         common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm),
