@@ -1,0 +1,282 @@
+"""Training-step speed and memory of the band cells against Keras's dense RNNs.
+
+Writes its table into the `benchmarks/cells.py` section of BENCHMARKS.md
+(between marker comments; other sections are left alone).
+
+    python benchmarks/cells.py                 # full run (several minutes)
+    python benchmarks/cells.py --quick         # fewer repetitions, no 2**20
+    python benchmarks/cells.py --no-write      # print only
+
+What is measured (a "training step" is one `model.train_on_batch`: forward and
+backward through `keras.layers.RNN(return_sequences=True)` plus a `Dense`
+read-out, MSE loss, SGD update):
+
+1. Batch 64, 100 time steps, input 3 (the seed's Braille setup):
+   BandCell(896, half_width=32) against the seed's parameter-matched LSTM(128),
+   GRU(160), SimpleRNN(256), and against SimpleRNN(896). Repetitions are
+   interleaved round-robin so that load from other processes hits every model
+   alike; the table shows medians and ratios from the same run.
+2. n = 8192: BandCell against SimpleRNN (same batch and steps).
+3. Where the time of a small-n step goes: the same step with the band product
+   replaced by an elementwise product with the main diagonal (everything but
+   the band kernel), and band_matmul plus its gradient alone.
+4. Large BandCells (half-width 32, batch 8, 32 steps) at 2**18 and 2**20
+   units, each in a fresh subprocess: seconds per step and peak resident
+   memory (`resource.getrusage(RUSAGE_SELF).ru_maxrss`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SECTION = "benchmarks/cells.py"
+INPUT_DIM = 3
+
+
+def _tf():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_bandrnn as kb
+
+    return keras, np, tf, kb
+
+
+class _DiagonalOnlyCell:
+    """Factory for a BandCell whose band product is replaced by `h * D[:, lower]`."""
+
+    @staticmethod
+    def make(units, half_width):
+        keras, np, tf, kb = _tf()
+
+        class DiagonalOnlyBandCell(kb.BandCell):
+            def _recurrent(self, h):
+                return h * self._band_diags()[:, self.lower]
+
+        return DiagonalOnlyBandCell(units, half_width=half_width)
+
+
+def build_model(kind, units, steps, half_width=32):
+    keras, np, tf, kb = _tf()
+    if kind == "band":
+        layer = keras.layers.RNN(kb.BandCell(units, half_width=half_width), return_sequences=True)
+    elif kind == "band_diag_only":
+        layer = keras.layers.RNN(_DiagonalOnlyCell.make(units, half_width), return_sequences=True)
+    elif kind == "lstm":
+        layer = keras.layers.LSTM(units, return_sequences=True)
+    elif kind == "gru":
+        layer = keras.layers.GRU(units, return_sequences=True)
+    elif kind == "simple_rnn":
+        layer = keras.layers.SimpleRNN(units, return_sequences=True)
+    else:
+        raise ValueError(kind)
+    model = keras.Sequential([keras.Input((steps, INPUT_DIM)), layer, keras.layers.Dense(INPUT_DIM)])
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    return model
+
+
+def data(batch, steps, seed=0):
+    _, np, _, _ = _tf()
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, steps, INPUT_DIM)).astype(np.float32)
+    return x, x
+
+
+def time_round_robin(configs, batch, steps, reps, warmup=2):
+    """Median seconds per training step for each `(label, kind, units)`."""
+    models = {}
+    x, y = data(batch, steps)
+    for label, kind, units in configs:
+        models[label] = build_model(kind, units, steps)
+        for _ in range(warmup):
+            models[label].train_on_batch(x, y)
+    times = {label: [] for label in models}
+    for _ in range(reps):
+        for label, model in models.items():
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+def time_band_kernel(units, half_width, batch, steps, reps):
+    """Seconds for `steps` calls of band_matmul forward + gradients, alone."""
+    keras, np, tf, kb = _tf()
+    k = 2 * half_width + 1
+    h = tf.constant(np.random.default_rng(0).normal(size=(batch, units)), tf.float32)
+    d = tf.Variable(np.random.default_rng(1).normal(size=(units, k)).astype(np.float32))
+
+    @tf.function
+    def run():
+        total = tf.zeros([units, k])
+        y = h
+        for _ in tf.range(steps):  # forward product and the two gradient products
+            out = kb.ops.band_matmul(y, d, half_width, half_width)
+            dy = tf.ones_like(out)
+            gx = kb.ops.band_matmul(dy, d, half_width, half_width, transpose=True)
+            gd = kb.ops.band_outer(dy, y, half_width, half_width)
+            total += gd
+            y = out * 0.5 + gx * 0.0
+        return total
+
+    run()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def large_child(units, batch, steps, reps):
+    """Runs in a subprocess: seconds per step and peak RSS for one BandCell."""
+    _tf()  # imports first, so that `base` is the footprint of TF + Keras alone
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    x, y = data(batch, steps)
+    model = build_model("band", units, steps)
+    model.train_on_batch(x, y)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"units": units, "seconds": statistics.median(times), "peak_gib": peak_kib / 2**20,
+                      "import_gib": base / 2**20}))
+
+
+def run_large(units, batch, steps, reps):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(units), str(batch), str(steps), str(reps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        return {"units": units, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
+def implementation():
+    from keras_bandrnn import _lib
+
+    return "compiled kernels" if _lib.op_library() is not None else "pure-TF fallback"
+
+
+def write_section(text, path):
+    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    with open(path, "w") as f:
+        f.write(new)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Band cell training-step benchmark.")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        large_child(*args.child)
+        return
+
+    reps = 5 if args.quick else 15
+    batch, steps = 64, 100
+    lines = []
+    out = lines.append
+    keras, np, tf, kb = _tf()
+    impl = implementation()
+    cmd = "python benchmarks/cells.py" + (" --quick" if args.quick else "") + (" --skip-large" if args.skip_large else "")
+    out("## Band cells: training step (`benchmarks/cells.py`)\n")
+    out(f"Made by `{cmd}` on {platform.machine()}, {os.cpu_count()} CPU cores (shared, so noisy), "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, band ops: {impl}. "
+        f"One step = `train_on_batch` (forward + backward + SGD) through `keras.layers.RNN` "
+        f"and a Dense read-out; input dimension {INPUT_DIM}; median of {reps} interleaved repetitions.\n")
+
+    small = [
+        ("BandCell(896, half_width=32)", "band", 896),
+        ("LSTM(128)", "lstm", 128),
+        ("GRU(160)", "gru", 160),
+        ("SimpleRNN(256)", "simple_rnn", 256),
+        ("SimpleRNN(896)", "simple_rnn", 896),
+        ("BandCell(896), band product replaced by its main diagonal", "band_diag_only", 896),
+    ]
+    t = time_round_robin(small, batch, steps, reps)
+    band = t[small[0][0]]
+    out(f"### Batch {batch}, {steps} steps\n")
+    out("| model | s / step | BandCell(896) time / model time |")
+    out("| --- | --- | --- |")
+    for label, _, _ in small:
+        out(f"| {label} | {t[label]:.4f} | {band / t[label]:.2f} |")
+    kernel = time_band_kernel(896, 32, batch, steps, reps)
+    diag_only = t[small[-1][0]]
+    out("")
+    out(f"Where the BandCell(896) step goes: the step without the band product takes "
+        f"{diag_only:.4f} s ({100 * diag_only / band:.0f}% of {band:.4f} s): per-step framework work "
+        f"(the `while_loop` of `keras.layers.RNN`, the input matmul, bias, tanh, their gradients, "
+        f"the optimizer). band_matmul with both gradient products alone, {steps} steps "
+        f"in one `tf.function`: {kernel:.4f} s ({100 * kernel / band:.0f}%).\n")
+
+    targets = [
+        ("BandCell(896) step <= 1.5x LSTM(128)", band / t["LSTM(128)"], band <= 1.5 * t["LSTM(128)"],
+         f"{band / t['LSTM(128)']:.2f}x"),
+        (">= 3x faster than SimpleRNN(896)", t["SimpleRNN(896)"] / band, t["SimpleRNN(896)"] >= 3 * band,
+         f"{t['SimpleRNN(896)'] / band:.2f}x faster"),
+    ]
+
+    big_reps = 2 if args.quick else 3
+    t_big = time_round_robin([("BandCell(8192)", "band", 8192), ("SimpleRNN(8192)", "simple_rnn", 8192)],
+                             batch, steps, big_reps, warmup=1)
+    speedup = t_big["SimpleRNN(8192)"] / t_big["BandCell(8192)"]
+    out(f"### n = 8192, batch {batch}, {steps} steps (median of {big_reps})\n")
+    out("| model | s / step |")
+    out("| --- | --- |")
+    for label, value in t_big.items():
+        out(f"| {label} | {value:.3f} |")
+    out("")
+    targets.append((">= 20x faster than SimpleRNN(8192) at n=8192", speedup, speedup >= 20, f"{speedup:.1f}x faster"))
+
+    if not args.skip_large:
+        sizes = [2**18] if args.quick else [2**18, 2**20]
+        results = [run_large(n, 8, 32, 2) for n in sizes]
+        out("### Large BandCells (half-width 32, batch 8, 32 steps; one subprocess each)\n")
+        out("| units | s / step | peak RSS (GiB) | RSS after imports (GiB) |")
+        out("| --- | --- | --- | --- |")
+        for r in results:
+            if "error" in r:
+                out(f"| {r['units']} | failed: {r['error']} | | |")
+            else:
+                out(f"| {r['units']} | {r['seconds']:.2f} | {r['peak_gib']:.2f} | {r['import_gib']:.2f} |")
+        out("")
+        big = [r for r in results if r["units"] == 2**20 and "error" not in r]
+        if big:
+            targets.append(("1,048,576-unit BandCell trains within 16 GiB peak memory", big[0]["peak_gib"],
+                            big[0]["peak_gib"] <= 16, f"{big[0]['peak_gib']:.2f} GiB"))
+
+    out("### Targets\n")
+    out("| target | measured | met |")
+    out("| --- | --- | --- |")
+    for name, _, ok, shown in targets:
+        out(f"| {name} | {shown} | {'yes' if ok else 'no'} |")
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section(text, os.path.join(ROOT, "BENCHMARKS.md"))
+
+
+if __name__ == "__main__":
+    main()
