@@ -30,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "custom_ops"))
 import build_config  # noqa: E402  (custom_ops/build_config.py)
 
+BUILD_INFO = "_build_info.json"  # read by keras_bandrnn/_lib.py
+
 
 class BuildOpLibrary(build_ext):
     """Compiles the TF op library instead of a Python extension module."""
@@ -45,8 +47,20 @@ class BuildOpLibrary(build_ext):
             jobs=int(os.environ.get("KERAS_BANDRNN_JOBS", os.cpu_count() or 1)),
             log=lambda msg: print(f"keras-bandrnn: {msg}", flush=True),
         )
-        with open(os.path.join(os.path.dirname(out), "_build_info.json"), "w") as f:
+        with open(os.path.join(os.path.dirname(out), BUILD_INFO), "w") as f:
             json.dump(info, f, indent=2)
+
+    def copy_extensions_to_source(self):
+        # Editable installs copy the library into the source tree; the build
+        # info that the loader checks must travel with it.
+        super().copy_extensions_to_source()
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            inplace, regular = self._get_inplace_equivalent(build_py, ext)
+            self.copy_file(
+                os.path.join(os.path.dirname(regular), BUILD_INFO),
+                os.path.join(os.path.dirname(inplace), BUILD_INFO),
+            )
 
 
 setup(

@@ -7,6 +7,7 @@ from keras_bandrnn import ops
 from keras_bandrnn import sizing
 from keras_bandrnn.cells import BandCell
 from keras_bandrnn.cells import ClosedBandCell
+from keras_bandrnn.cells import ConditionalGRUCell
 from keras_bandrnn.cells import FactorizedCell
 from keras_bandrnn.cells import GridBandCell
 

@@ -63,7 +63,7 @@ struct Simd {
 };
 
 // Batches at least this large use the packed, register-blocked kernels.
-constexpr int64_t kBlockedMinBatch = 16;
+constexpr int64_t kBlockedMinBatch = 8;
 
 // Column of entry (i, j) of the band `g`; *valid is false for open padding.
 inline int64_t Column(const BandGeometry& g, int64_t i, int64_t j, bool* valid) {
@@ -165,14 +165,15 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
   parallel(n, g.batch * k * 2 + k * 8, [&](int64_t i0, int64_t i1) {
     std::vector<A> row(k);
     for (int64_t i = i0; i < i1; ++i) {
-      if (!transpose && std::is_same<T, A>::value &&
-          (pg.cyclic || (i >= pg.lower && i + pg.upper < n))) {
-        std::memcpy(row.data(), diags + i * k, k * sizeof(A));  // interior row
-      } else {
-        for (int64_t j = 0; j < k; ++j) row[j] = Coefficient<T, A>(pg, transpose, diags, i, j);
+      const A* coef = row.data();
+      if constexpr (std::is_same<T, A>::value) {
+        if (!transpose && (pg.cyclic || (i >= pg.lower && i + pg.upper < n)))
+          coef = diags + i * k;  // a row without padding: use it in place
       }
+      if (coef == row.data())
+        for (int64_t j = 0; j < k; ++j) row[j] = Coefficient<T, A>(pg, transpose, diags, i, j);
       for (int64_t b = 0; b < g.batch; ++b)
-        y[b * n + i] = static_cast<T>(Dot(row.data(), &xe[b * ne + i], k));
+        y[b * n + i] = static_cast<T>(Dot(coef, &xe[b * ne + i], k));
     }
   });
 }

@@ -7,6 +7,7 @@ results.
 
 from keras_bandrnn.ops.band_ops import band_matmul
 from keras_bandrnn.ops.band_ops import band_outer
+from keras_bandrnn.ops.block_sparse_ops import block_sparse_matmul
 from keras_bandrnn.ops.dense import band_to_dense
 from keras_bandrnn.ops.dense import dense_to_band
 from keras_bandrnn.ops.dispatch import pure_tf
@@ -14,6 +15,7 @@ from keras_bandrnn.ops.dispatch import pure_tf
 __all__ = [
     "band_matmul",
     "band_outer",
+    "block_sparse_matmul",
     "band_to_dense",
     "dense_to_band",
     "pure_tf",

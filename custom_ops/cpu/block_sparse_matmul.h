@@ -1,0 +1,38 @@
+// Framework-free CPU block-sparse matmul (SPEC section 3), used by the
+// TensorFlow kernels in kernels/block_sparse_matmul_op.cc.
+//
+// Work is proportional to the active (b, blk) pairs: for every column block
+// the rows active in it are gathered into a dense tile and multiplied with
+// Eigen's vectorised GEMM (built with -march=native), then scattered back.
+// float and double compute in their own precision; Eigen::half and
+// Eigen::bfloat16 are converted to float tiles and accumulate in float32.
+#ifndef KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
+#define KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
+
+#include "cpu/parallel_for.h"
+#include "kernels/block_sparse_geometry.h"
+
+namespace keras_bandrnn {
+namespace cpu {
+
+// y (batch, n): y[b, blk] = x[b] @ w[:, blk] where mask[b, blk], else 0.
+template <typename T>
+void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
+                       const bool* mask, T* y, const ParallelFor& parallel_for);
+
+// dx (batch, k) = sum over active blk of dy[b, blk] @ w[:, blk]^T.
+template <typename T>
+void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
+                            const T* w, const bool* mask, T* dx,
+                            const ParallelFor& parallel_for);
+
+// dw (k, n): dw[:, blk] = sum over active b of x[b]^T dy[b, blk].
+template <typename T>
+void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
+                            const T* dy, const bool* mask, T* dw,
+                            const ParallelFor& parallel_for);
+
+}  // namespace cpu
+}  // namespace keras_bandrnn
+
+#endif  // KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_

@@ -1,0 +1,236 @@
+// OpKernels of BlockSparseMatmul, BlockSparseMatmulGradX and
+// BlockSparseMatmulGradW, their CPU functors and the kernel registrations (CPU;
+// GPU under GOOGLE_CUDA, implemented in block_sparse_matmul_op_gpu.cu.cc).
+
+#define EIGEN_USE_THREADS
+#if GOOGLE_CUDA
+#define EIGEN_USE_GPU
+#endif
+
+#include "kernels/block_sparse_matmul_op.h"
+
+#include "cpu/block_sparse_matmul.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace keras_bandrnn {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tensorflow::errors::InvalidArgument;
+using CPUDevice = Eigen::ThreadPoolDevice;
+#if GOOGLE_CUDA
+using GPUDevice = Eigen::GpuDevice;
+#endif
+
+namespace {
+
+cpu::ParallelFor ThreadPoolFor(const CPUDevice& d) {
+  return [&d](int64_t total, double cost_per_unit,
+              const std::function<void(int64_t, int64_t)>& fn) {
+    // Eigen's cost model: bytes loaded, bytes stored, compute cycles per unit.
+    d.parallelFor(total, Eigen::TensorOpCost(0, 0, cost_per_unit),
+                  [&fn](Eigen::Index begin, Eigen::Index end) { fn(begin, end); });
+  };
+}
+
+}  // namespace
+
+namespace functor {
+
+template <typename T>
+struct BlockSparseMatmul<CPUDevice, T> {
+  void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
+                  const T* w, const bool* mask, T* y) {
+    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, ThreadPoolFor(d));
+  }
+};
+
+template <typename T>
+struct BlockSparseMatmulGradX<CPUDevice, T> {
+  void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* dy,
+                  const T* w, const bool* mask, T* dx) {
+    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, ThreadPoolFor(d));
+  }
+};
+
+template <typename T>
+struct BlockSparseMatmulGradW<CPUDevice, T> {
+  void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
+                  const T* dy, const bool* mask, T* dw) {
+    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, ThreadPoolFor(d));
+  }
+};
+
+}  // namespace functor
+
+namespace {
+
+// Which operand plays which role; the three ops differ only in that.
+enum class Kind { kForward, kGradX, kGradW };
+
+// Validates the inputs of one of the three ops and derives the geometry.
+// Inputs are (x, w, mask), (dy, w, mask) or (x, dy, mask) per kind.
+template <Kind kind>
+class BlockSparseBase : public OpKernel {
+ public:
+  explicit BlockSparseBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("block_size", &block_size_));
+    OP_REQUIRES(ctx, block_size_ >= 1,
+                InvalidArgument("`block_size` must be >= 1, got ", block_size_));
+  }
+
+ protected:
+  // Sets the context's status on bad input.
+  void Validate(OpKernelContext* ctx, BlockSparseGeometry* g) {
+    static constexpr const char* kNames[3][2] = {
+        {"x", "w"}, {"dy", "w"}, {"x", "dy"}};
+    const char* const* names = kNames[static_cast<int>(kind)];
+    const Tensor& a = ctx->input(0);
+    const Tensor& b = ctx->input(1);
+    const Tensor& mask = ctx->input(2);
+    OP_REQUIRES(ctx, a.dims() == 2,
+                InvalidArgument("`", names[0], "` must be a matrix, got shape ",
+                                a.shape().DebugString()));
+    OP_REQUIRES(ctx, b.dims() == 2,
+                InvalidArgument("`", names[1], "` must be a matrix, got shape ",
+                                b.shape().DebugString()));
+    OP_REQUIRES(ctx, mask.dims() == 2,
+                InvalidArgument("`mask` must be a matrix, got shape ",
+                                mask.shape().DebugString()));
+    OP_REQUIRES(ctx, mask.dtype() == tensorflow::DT_BOOL,
+                InvalidArgument("`mask` must be bool, got ",
+                                tensorflow::DataTypeString(mask.dtype())));
+    int64_t batch, k, n;
+    switch (kind) {
+      case Kind::kForward:  // x (B, K), w (K, N)
+        batch = a.dim_size(0), k = a.dim_size(1), n = b.dim_size(1);
+        OP_REQUIRES(ctx, b.dim_size(0) == k,
+                    InvalidArgument("`w` has ", b.dim_size(0),
+                                    " rows but `x` has K = ", k, " columns"));
+        break;
+      case Kind::kGradX:  // dy (B, N), w (K, N)
+        batch = a.dim_size(0), n = a.dim_size(1), k = b.dim_size(0);
+        OP_REQUIRES(ctx, b.dim_size(1) == n,
+                    InvalidArgument("`w` has ", b.dim_size(1),
+                                    " columns but `dy` has N = ", n, " columns"));
+        break;
+      case Kind::kGradW:  // x (B, K), dy (B, N)
+        batch = a.dim_size(0), k = a.dim_size(1), n = b.dim_size(1);
+        OP_REQUIRES(ctx, b.dim_size(0) == batch,
+                    InvalidArgument("`dy` has ", b.dim_size(0),
+                                    " rows but `x` has B = ", batch, " rows"));
+        break;
+    }
+    OP_REQUIRES(ctx, n % block_size_ == 0,
+                InvalidArgument("The number of columns N = ", n,
+                                " is not divisible by `block_size` = ",
+                                block_size_));
+    const int64_t nb = n / block_size_;
+    OP_REQUIRES(ctx, mask.dim_size(0) == batch && mask.dim_size(1) == nb,
+                InvalidArgument("`mask` must have shape (B, N / block_size) = (",
+                                batch, ", ", nb, "), got ",
+                                mask.shape().DebugString()));
+    *g = BlockSparseGeometry{batch, k, n, block_size_};
+  }
+
+  int64_t block_size_;
+};
+
+template <typename Device, typename T>
+class BlockSparseMatmulOp : public BlockSparseBase<Kind::kForward> {
+ public:
+  using BlockSparseBase::BlockSparseBase;
+  void Compute(OpKernelContext* ctx) override {
+    BlockSparseGeometry g;
+    Validate(ctx, &g);
+    if (!ctx->status().ok()) return;
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.n}), &y));
+    if (y->NumElements() == 0) return;
+    functor::BlockSparseMatmul<Device, T>()(
+        ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
+        ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
+        y->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T>
+class BlockSparseMatmulGradXOp : public BlockSparseBase<Kind::kGradX> {
+ public:
+  using BlockSparseBase::BlockSparseBase;
+  void Compute(OpKernelContext* ctx) override {
+    BlockSparseGeometry g;
+    Validate(ctx, &g);
+    if (!ctx->status().ok()) return;
+    Tensor* dx = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.k}), &dx));
+    if (dx->NumElements() == 0) return;
+    functor::BlockSparseMatmulGradX<Device, T>()(
+        ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
+        ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
+        dx->flat<T>().data());
+  }
+};
+
+template <typename Device, typename T>
+class BlockSparseMatmulGradWOp : public BlockSparseBase<Kind::kGradW> {
+ public:
+  using BlockSparseBase::BlockSparseBase;
+  void Compute(OpKernelContext* ctx) override {
+    BlockSparseGeometry g;
+    Validate(ctx, &g);
+    if (!ctx->status().ok()) return;
+    Tensor* dw = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.k, g.n}), &dw));
+    if (dw->NumElements() == 0) return;
+    functor::BlockSparseMatmulGradW<Device, T>()(
+        ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
+        ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
+        dw->flat<T>().data());
+  }
+};
+
+}  // namespace
+
+#define REGISTER_BLOCK_SPARSE(DEVICE_TYPE, DEV, T)                                \
+  REGISTER_KERNEL_BUILDER(Name("BlockSparseMatmul")                         \
+                              .Device(tensorflow::DEVICE_TYPE)              \
+                              .TypeConstraint<T>("T"),                      \
+                          BlockSparseMatmulOp<DEV, T>);                     \
+  REGISTER_KERNEL_BUILDER(Name("BlockSparseMatmulGradX")                    \
+                              .Device(tensorflow::DEVICE_TYPE)              \
+                              .TypeConstraint<T>("T"),                      \
+                          BlockSparseMatmulGradXOp<DEV, T>);                \
+  REGISTER_KERNEL_BUILDER(Name("BlockSparseMatmulGradW")                    \
+                              .Device(tensorflow::DEVICE_TYPE)              \
+                              .TypeConstraint<T>("T"),                      \
+                          BlockSparseMatmulGradWOp<DEV, T>);   
+
+#define REGISTER_CPU(T) REGISTER_BLOCK_SPARSE(DEVICE_CPU, CPUDevice, T)
+REGISTER_CPU(float)
+REGISTER_CPU(double)
+REGISTER_CPU(Eigen::half)
+REGISTER_CPU(Eigen::bfloat16)
+#undef REGISTER_CPU
+
+#if GOOGLE_CUDA
+// The GPU functors are defined (and instantiated for these types) in
+// block_sparse_matmul_op_gpu.cu.cc.
+#define REGISTER_GPU(T) REGISTER_BLOCK_SPARSE(DEVICE_GPU, GPUDevice, T)
+REGISTER_GPU(float)
+REGISTER_GPU(double)
+REGISTER_GPU(Eigen::half)
+REGISTER_GPU(Eigen::bfloat16)
+#undef REGISTER_GPU
+#endif  // GOOGLE_CUDA
+
+#undef REGISTER_BLOCK_SPARSE
+
+}  // namespace keras_bandrnn
