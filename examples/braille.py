@@ -98,8 +98,8 @@ def run():
     common.resolve_flags(DEFAULTS, QUICK)
     cell_args = cell_args_from_flags()
     if FLAGS.budget:
-        FLAGS.units = common.units_for_budget(
-            lambda u: build_model(FLAGS.model, u, FLAGS.seed, **cell_args), FLAGS.budget)
+        FLAGS.units = common.units_for_budget(FLAGS.model, FLAGS.budget, braille_data.INPUT_DIM,
+                                              braille_data.NUM_CLASSES, **cell_args)
     units = FLAGS.units or common.SEED_UNITS_80K[FLAGS.model]
     splits = load_splits(FLAGS.text)
     model = build_model(FLAGS.model, units, FLAGS.seed, **cell_args)

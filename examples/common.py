@@ -31,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 import keras_bandrnn  # noqa: E402
+from keras_bandrnn import sizing  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -131,8 +132,6 @@ def make_cell(model, units, input_dim, *, half_width=32, shift=0, fixed_shift=Fa
     if model == "factorized":
         return keras_bandrnn.FactorizedCell(units, rank=rank, activation=activation, seed=seed, **cell_kwargs)
     if model == "cgru":
-        if not hasattr(keras_bandrnn, "ConditionalGRUCell"):
-            raise ValueError("model=cgru needs keras_bandrnn.ConditionalGRUCell, not in this build.")
         return keras_bandrnn.ConditionalGRUCell(units, seed=seed, **cell_kwargs)
     band_args = dict(half_width=half_width, activation=activation, seed=seed, **cell_kwargs)
     if model == "closed_fixed":
@@ -160,26 +159,19 @@ def sequence_model(cell, input_dim, num_classes, length=None, name="model", free
     return keras.Model(inputs, logits, name=name)
 
 
-def units_for_budget(build, budget):
-    """The largest `units` with `build(units).count_params() <= budget`.
-
-    `build(units)` returns a built Keras model; sizes are tried by doubling,
-    then by bisection, so no model much larger than the budget is built.
-    """
-    fits = lambda units: build(units).count_params() <= budget  # noqa: E731
-    if not fits(1):
-        raise ValueError(f"`budget` {budget} is below the smallest model (1 unit).")
-    low, high = 1, 2
-    while fits(high):
-        low, high = high, 2 * high
-    high -= 1  # low fits, high + 1 does not
-    while low < high:
-        mid = (low + high + 1) // 2
-        if fits(mid):
-            low = mid
-        else:
-            high = mid - 1
-    return low
+def units_for_budget(model, budget, input_dim, num_classes, half_width=32, rank=32,
+                     grid_stride=288, **unused):
+    """The largest `units` whose model (cell and readout) has at most `budget`
+    trainable parameters (`keras_bandrnn.sizing`; padding entries of an open
+    band are not counted, as in the seed's table)."""
+    del unused
+    if model not in sizing.MODELS:
+        raise ValueError(f"--budget supports the models {sizing.MODELS}, not {model!r}.")
+    units = sizing.units_for_budget(model, budget, input_dim, output_dim=num_classes,
+                                    half_width=half_width, rank=rank, grid_stride=grid_stride)
+    if units < 1:
+        raise ValueError(f"`budget` {budget} is below the smallest {model} model.")
+    return units
 
 
 # Losses -------------------------------------------------------------------

@@ -103,9 +103,8 @@ def run():
     common.resolve_flags(DEFAULTS, QUICK)
     cell_args = cell_args_from_flags()
     if FLAGS.budget:
-        FLAGS.units = common.units_for_budget(
-            lambda u: build_model(FLAGS.model, u, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn,
-                                  **cell_args), FLAGS.budget)
+        FLAGS.units = common.units_for_budget(FLAGS.model, FLAGS.budget, copy_data.INPUT_DIM,
+                                              copy_data.NUM_CLASSES, **cell_args)
     units = FLAGS.units or default_units(FLAGS.model, FLAGS.delay)
     model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn, **cell_args)
     config = {**common.flag_values(), "units": units, "task": "copy",

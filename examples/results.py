@@ -138,7 +138,7 @@ def write_report(exps, runs_dir, path, protocol):
         else:
             sections[group].append([
                 name, c["units"], r["parameters"], r["steps"], fmt(r["valid/bpc"]),
-                fmt(r["test/bpc"]), fmt(r.get("gate_sparsity")),
+                fmt(r["test/bpc"]), fmt(r.get("test/gate_sparsity")),
                 fmt(r["test/chars_per_second"], 0), fmt(r["wall_clock_seconds"], 0), f"`{cmd}`"])
     headers = {
         "copy": ["T", "model", "units", "params", "steps", "loss", "baseline", "recall loss",

@@ -76,12 +76,16 @@ def make_loss(state):
 
 
 def gate_sparsity(model):
-    """Fraction of zero update-gate blocks reported by a ConditionalGRUCell
-    (any model metric whose name mentions sparsity), else None."""
-    for m in model.metrics:
-        if "sparsity" in m.name or "zero" in m.name:
-            return float(keras.ops.convert_to_numpy(m.result()))
-    return None
+    """The `closed_fraction` metric of a ConditionalGRUCell (fraction of zero
+    update-gate blocks), or None for other cells."""
+    metric = getattr(model.get_layer("rnn").cell, "closed_fraction", None)
+    return None if metric is None else float(keras.ops.convert_to_numpy(metric.result()))
+
+
+def reset_gate_sparsity(model):
+    metric = getattr(model.get_layer("rnn").cell, "closed_fraction", None)
+    if metric is not None:
+        metric.reset_state()
 
 
 def make_eval(splits, batch_size, bptt, eval_chars, units):
@@ -93,6 +97,7 @@ def make_eval(splits, batch_size, bptt, eval_chars, units):
         out = {}
         for name, ids in (("valid", splits[1]), ("test", splits[2])):
             ids = ids[:eval_chars] if eval_chars else ids
+            reset_gate_sparsity(model)
             windows = text8.windows_per_epoch(len(ids), batch_size, bptt)
             state.assign(tf.zeros_like(state))
             total, t0 = 0.0, time.perf_counter()
@@ -103,9 +108,9 @@ def make_eval(splits, batch_size, bptt, eval_chars, units):
             seconds = time.perf_counter() - t0
             out[f"{name}/bpc"] = total / max(windows, 1) / math.log(2.0)
             out[f"{name}/chars_per_second"] = windows * batch_size * bptt / seconds
-        sparsity = gate_sparsity(model)
-        if sparsity is not None:
-            out["gate_sparsity"] = sparsity
+            sparsity = gate_sparsity(model)
+            if sparsity is not None:
+                out[f"{name}/gate_sparsity"] = sparsity
         return out
 
     return evaluate

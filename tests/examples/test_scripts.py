@@ -52,21 +52,28 @@ def test_braille_quick(tmp_path, model):
     assert result["valid/loss"] < np.log(27)
 
 
-def test_text8_quick_on_a_local_file(tmp_path):
+@pytest.mark.parametrize("model", ["gru", "cgru"])
+def test_text8_quick_on_a_local_file(tmp_path, model):
     corpus = tmp_path / "corpus.txt"
     rng = np.random.default_rng(0)
     words = ["the", "band", "matrix", "shift", "register", "of", "a", "cell"]
     corpus.write_text(" ".join(rng.choice(words, 6000)))
     out = tmp_path / "run"
-    result = run_script(text8, "--quick", f"--text={corpus}", f"--output_dir={out}")
+    result = run_script(text8, "--quick", f"--model={model}", "--gate_dim=8",
+                        "--sparsity_bias=-0.5", f"--text={corpus}", f"--output_dir={out}")
     assert result["config"]["train_chars"] == int(0.9 * len(corpus.read_text()))
     assert result["valid/bpc"] < np.log2(27)
     assert result["valid/chars_per_second"] > 0
+    if model == "cgru":
+        assert 0.0 <= result["test/gate_sparsity"] <= 1.0
+    else:
+        assert "test/gate_sparsity" not in result
 
 
-def test_budget_picks_the_largest_model_that_fits(tmp_path):
-    build = lambda u: braille.build_model("gru", u)  # noqa: E731
-    units = common.units_for_budget(build, 80_000)
+@pytest.mark.parametrize("model", ["gru", "lstm", "closed", "closed_fixed"])
+def test_budget_picks_the_largest_model_that_fits(model):
+    units = common.units_for_budget(model, 80_000, 3, 27, half_width=32)
+    build = lambda u: braille.build_model(model, u, half_width=32)  # noqa: E731
     assert build(units).count_params() <= 80_000 < build(units + 1).count_params()
 
 
