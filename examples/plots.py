@@ -81,12 +81,22 @@ def hidden_states(model, x):
 
 
 def plot_band_matrices(runs, path, corner=60):
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.6), squeeze=False)
-    for ax, (title, model) in zip(axes[0], runs):
-        a = dense_recurrence(model.get_layer("rnn").cell)[:corner, :corner]
+    """The learned matrices, and the learned deviation from the shift."""
+    panels = []
+    for title, model in runs:
+        cell = model.get_layer("rnn").cell
+        a = dense_recurrence(cell)
+        panels.append((title, a))
+        shift = np.roll(np.eye(cell.units), cell.shift, axis=0)
+        if not cell.cyclic:
+            shift[: cell.shift] = 0
+        panels.append((f"{title.split(',')[0]}: A - shift (learned change)", a - shift))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    for ax, (title, a) in zip(axes[0], panels):
+        a = a[:corner, :corner]
         lim = np.abs(a).max()
         im = ax.imshow(a, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("from unit (h_{t-1})")
         ax.set_ylabel("to unit (h_t)")
         fig.colorbar(im, ax=ax, shrink=0.8)
@@ -161,10 +171,10 @@ def plot_saliency(model, config, path):
     chars = text8.decode(y[0])
     for step in range(config["delay"], config["length"]):
         if step == config["delay"] or y[0, step] != y[0, step - 1]:
-            ax1.text(step - config["delay"], -0.9, chars[step], ha="left", fontsize=8)
+            ax1.text(step - config["delay"], -0.6, chars[step], ha="left", fontsize=8)
     ax1.set_yticks([0, 1, 2], ["dot row 1", "row 2", "row 3"])
     ax1.set_title(f"Braille input ({config['render']}); prediction at step {t}: "
-                  f"'{text8.ALPHABET[pred]}' (label '{chars[t]}', delay {config['delay']})", pad=14)
+                  f"'{text8.ALPHABET[pred]}' (label '{chars[t]}', delay {config['delay']}); letters: the text under the reader", pad=24)
     ax2.bar(np.arange(len(smap)), smap, color="tab:red")
     ax2.axvline(t - config["delay"], color="gray", ls=":")
     ax2.set(xlabel="input time step", ylabel="saliency |d logit / d x|")

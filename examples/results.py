@@ -26,7 +26,7 @@ flags.DEFINE_enum("group", None, ["copy", "braille", "text"], "Run only this gro
 flags.DEFINE_enum("protocol", "short", ["short", "full"],
                   "short: a few minutes per run on 2 CPU cores; full: the longer protocol.")
 flags.DEFINE_string("runs_dir", "runs", "Where the runs go.")
-flags.DEFINE_string("only", None, "Run only experiments whose name contains this.")
+flags.DEFINE_string("only", None, "Run only the experiments whose name starts with this.")
 flags.DEFINE_boolean("write_only", False, "Do not run anything; rebuild RESULTS.md.")
 flags.DEFINE_string("results_file", "RESULTS.md", "The report.")
 FLAGS = flags.FLAGS
@@ -62,8 +62,9 @@ def experiments(protocol):
     out = []
     for t, name in COPY_ORDER:
         steps = {100: 300, 500: 200}.get(t, 150) * (4 if full else 1)
+        batch = {2000: 8, 5000: 2}.get(t, 16)  # the state sequence has to fit in memory
         out.append(("copy", f"T{t}_{name}", "examples.copy_task",
-                    [*COPY_MODELS[name], f"--delay={t}", "--batch_size=16", f"--steps={steps}",
+                    [*COPY_MODELS[name], f"--delay={t}", f"--batch_size={batch}", f"--steps={steps}",
                      f"--eval_every={max(steps // 3, 1)}", "--checkpoint_every=20"]))
     braille_steps = 4000 if full else 200
     conditions = [(r, d) for r in ("constant", "constant_distorted", "variable",
@@ -83,7 +84,9 @@ def experiments(protocol):
                          f"--eval_every={braille_steps}", "--checkpoint_every=100"]))
     text_steps = 20000 if full else 300
     corpus = "text8" if full else "pydoc"
-    for name, args in TEXT_MODELS.items():
+    first = ["gru", "cgru_block32_s0", "cgru_block32_s-0.5", "cgru_rank32"]
+    for name in first + [n for n in TEXT_MODELS if n not in first]:
+        args = TEXT_MODELS[name]
         out.append(("text", name, "examples.text8",
                     [*args, f"--text={corpus}", "--units=256" if not full else "--units=1024",
                      f"--steps={text_steps}", f"--eval_every={text_steps}",
@@ -168,7 +171,7 @@ def main(argv):
     exps = experiments(FLAGS.protocol)
     if not FLAGS.write_only:
         for group, name, module, args in exps:
-            if FLAGS.group and group != FLAGS.group or FLAGS.only and FLAGS.only not in name:
+            if FLAGS.group and group != FLAGS.group or FLAGS.only and not name.startswith(FLAGS.only):
                 continue
             out = os.path.join(FLAGS.runs_dir, group, name)
             if load_result(out) is not None:
