@@ -135,7 +135,7 @@ def write_report(exps, runs_dir, path, protocol):
                 fmt(r["wall_clock_seconds"], 0), f"`{cmd}`"])
         elif group == "braille":
             sections[group].append([
-                c["render"], c["delay"], name.split("_d", 1)[1].split("_", 1)[1], c["units"],
+                c["render"], c["delay"], name.split(f"_d{c['delay']}_", 1)[1], c["units"],
                 r["parameters"], r["steps"], fmt(100 * r["valid/char_accuracy"], 1),
                 fmt(100 * r["test/char_accuracy"], 1), fmt(r["wall_clock_seconds"], 0), f"`{cmd}`"])
         else:
