@@ -9,6 +9,7 @@ another import path, has a process of its own.
 """
 
 import json
+import glob
 import os
 import shutil
 import subprocess
@@ -22,7 +23,10 @@ from tests.conftest import force_fallback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "keras_bandrnn")
-LIBRARY = os.path.join(PACKAGE, "_bandrnn_ops.so")
+# The library as the package finds it: `_bandrnn_ops.so` from
+# custom_ops/build_config.py, `_bandrnn_ops.<abi tag>.so` from pip.
+LIBRARY = (sorted(glob.glob(os.path.join(PACKAGE, "_bandrnn_ops*.so")))
+           or [os.path.join(PACKAGE, "_bandrnn_ops.so")])[0]
 BUILD_INFO = os.path.join(PACKAGE, "_build_info.json")
 # What _lib must tell a user of a source checkout (this one) to run.
 REBUILD_CHECKOUT = f"pip install --no-build-isolation -e {ROOT}"
