@@ -82,18 +82,23 @@ def train(kind="none", steps=5, global_batch=16, units=32, half_width=2, delay=1
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("distribute", "none", distribute.KINDS, "Distribution strategy.")
-flags.DEFINE_integer("steps", 20, "Training steps.")
-flags.DEFINE_integer("global_batch", 32, "Batch size of one step over all workers.")
-flags.DEFINE_integer("units", 64, "Band cell units.")
-flags.DEFINE_integer("half_width", 4, "Band half-width.")
-flags.DEFINE_integer("delay", 20, "Copy-task delay T.")
-flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optimizer.")
-flags.DEFINE_float("learning_rate", 1e-2, "Learning rate.")
-flags.DEFINE_integer("seed", 0, "Seed of the data and the initial weights.")
-flags.DEFINE_integer("collective_timeout_s", 300, "Limit on each all-reduce (seconds).")
-flags.DEFINE_string("weights_out", None, "Write the trained weights to this .npz.")
 
+
+def define_flags():
+    """Defines the script's flags (only when run as a script, so that importing
+    its functions next to the other examples defines no clashing flags)."""
+    flags.DEFINE_enum("distribute", "none", distribute.KINDS, "Distribution strategy.")
+    flags.DEFINE_integer("steps", 20, "Training steps.")
+    flags.DEFINE_integer("global_batch", 32, "Batch size of one step over all workers.")
+    flags.DEFINE_integer("units", 64, "Band cell units.")
+    flags.DEFINE_integer("half_width", 4, "Band half-width.")
+    flags.DEFINE_integer("delay", 20, "Copy-task delay T.")
+    flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optimizer.")
+    flags.DEFINE_float("learning_rate", 1e-2, "Learning rate.")
+    flags.DEFINE_integer("seed", 0, "Seed of the data and the initial weights.")
+    flags.DEFINE_integer("collective_timeout_s", 300, "Limit on each all-reduce (seconds).")
+    flags.DEFINE_string("weights_out", None, "Write the trained weights to this .npz.")
+    
 
 def main(argv):
     del argv
@@ -109,4 +114,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
