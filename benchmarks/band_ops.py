@@ -58,16 +58,22 @@ def measure(n, reps):
     x = tf.constant(rng.standard_normal((BATCH, n)), tf.float32)
     d = tf.constant(rng.standard_normal((n, K)), tf.float32)
     pure = tf.function(lambda x, d: band_fallback.band_matmul(x, d, HALF, HALF))
-    cands = {
-        "forward": lambda: ops.band_matmul(x, d, HALF, HALF),
-        "transpose": lambda: ops.band_matmul(x, d, HALF, HALF, transpose=True),
-        "outer": lambda: ops.band_outer(x, x, HALF, HALF),
-        "pure_tf": lambda: pure(x, d),
-    }
+    # Each group is timed on its own: oneDNN's matmul leaves its threads
+    # spinning for a while after each call, which would slow down whatever
+    # runs right after it and make interleaved timings measure that instead.
+    t = report.interleaved_medians(
+        {
+            "forward": lambda: ops.band_matmul(x, d, HALF, HALF),
+            "transpose": lambda: ops.band_matmul(x, d, HALF, HALF, transpose=True),
+            "outer": lambda: ops.band_outer(x, x, HALF, HALF),
+        },
+        reps,
+        min_time=0.5,
+    )
+    t.update(report.interleaved_medians({"pure_tf": lambda: pure(x, d)}, reps, min_time=0.5))
     if n <= DENSE_MAX:
         w = tf.constant(rng.standard_normal((n, n)), tf.float32)
-        cands["dense"] = lambda: tf.matmul(x, w)
-    t = report.interleaved_medians(cands, reps, min_time=0.5)
+        t.update(report.interleaved_medians({"dense": lambda: tf.matmul(x, w)}, reps, min_time=0.5))
 
     x1 = tf.constant(rng.standard_normal((1, n)), tf.float32)
     d_np = d.numpy()
