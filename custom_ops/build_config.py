@@ -178,13 +178,18 @@ def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
 
 def main(argv):
     """`python custom_ops/build_config.py [OUTPUT]`: builds in place (no pip)."""
+    import argparse
     import json
 
     here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.abspath(
-        argv[1] if len(argv) > 1
-        else os.path.join(here, "..", "keras_bandrnn", "_bandrnn_ops.so")
+    parser = argparse.ArgumentParser(description="Builds the keras-bandrnn op library in place.")
+    parser.add_argument(
+        "output", nargs="?",
+        default=os.path.join(here, "..", "keras_bandrnn", "_bandrnn_ops.so"),
+        help="path of the library (default: keras_bandrnn/_bandrnn_ops.so); "
+        "_build_info.json is written beside it",
     )
+    out = os.path.abspath(parser.parse_args(argv[1:]).output)
     info = build(here, out, os.path.join(os.path.dirname(here), "build", "custom_ops"),
                  jobs=int(os.environ.get("KERAS_BANDRNN_JOBS", os.cpu_count() or 1)))
     with open(os.path.join(os.path.dirname(out), "_build_info.json"), "w") as f:
