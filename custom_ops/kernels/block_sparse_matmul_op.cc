@@ -130,59 +130,38 @@ class BlockSparseBase : public OpKernel {
   int64_t block_size_;
 };
 
-template <typename Device, typename T>
-class BlockSparseMatmulOp : public BlockSparseBase<Kind::kForward> {
+// One OpKernel for the three ops: validate, allocate the output of the kind's
+// shape, call the kind's functor.
+template <Kind kind, typename Functor, typename Device, typename T>
+class BlockSparseOp : public BlockSparseBase<kind> {
  public:
-  using BlockSparseBase::BlockSparseBase;
+  using BlockSparseBase<kind>::BlockSparseBase;
   void Compute(OpKernelContext* ctx) override {
     BlockSparseGeometry g;
-    Validate(ctx, &g);
+    this->Validate(ctx, &g);
     if (!ctx->status().ok()) return;
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.n}), &y));
-    if (y->NumElements() == 0) return;
-    functor::BlockSparseMatmul<Device, T>()(
-        ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
-        ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
-        y->flat<T>().data());
+    // y (B, N), dx (B, K), dw (K, N).
+    const TensorShape shape = kind == Kind::kForward ? TensorShape({g.batch, g.n})
+                              : kind == Kind::kGradX ? TensorShape({g.batch, g.k})
+                                                     : TensorShape({g.k, g.n});
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &out));
+    if (out->NumElements() == 0) return;
+    Functor()(ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
+              ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
+              out->flat<T>().data());
   }
 };
 
 template <typename Device, typename T>
-class BlockSparseMatmulGradXOp : public BlockSparseBase<Kind::kGradX> {
- public:
-  using BlockSparseBase::BlockSparseBase;
-  void Compute(OpKernelContext* ctx) override {
-    BlockSparseGeometry g;
-    Validate(ctx, &g);
-    if (!ctx->status().ok()) return;
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.batch, g.k}), &dx));
-    if (dx->NumElements() == 0) return;
-    functor::BlockSparseMatmulGradX<Device, T>()(
-        ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
-        ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
-        dx->flat<T>().data());
-  }
-};
-
+using BlockSparseMatmulOp =
+    BlockSparseOp<Kind::kForward, functor::BlockSparseMatmul<Device, T>, Device, T>;
 template <typename Device, typename T>
-class BlockSparseMatmulGradWOp : public BlockSparseBase<Kind::kGradW> {
- public:
-  using BlockSparseBase::BlockSparseBase;
-  void Compute(OpKernelContext* ctx) override {
-    BlockSparseGeometry g;
-    Validate(ctx, &g);
-    if (!ctx->status().ok()) return;
-    Tensor* dw = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({g.k, g.n}), &dw));
-    if (dw->NumElements() == 0) return;
-    functor::BlockSparseMatmulGradW<Device, T>()(
-        ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
-        ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
-        dw->flat<T>().data());
-  }
-};
+using BlockSparseMatmulGradXOp =
+    BlockSparseOp<Kind::kGradX, functor::BlockSparseMatmulGradX<Device, T>, Device, T>;
+template <typename Device, typename T>
+using BlockSparseMatmulGradWOp =
+    BlockSparseOp<Kind::kGradW, functor::BlockSparseMatmulGradW<Device, T>, Device, T>;
 
 }  // namespace
 
