@@ -148,13 +148,15 @@ def make_cell(model, units, input_dim, *, half_width=32, shift=0, fixed_shift=Fa
     raise ValueError(f"Unknown `model` {model!r}; expected one of {MODELS}.")
 
 
-def sequence_model(cell, input_dim, num_classes, length=None, name="model", freeze_rnn=False):
-    """`Input (batch, length, input_dim) -> RNN(cell) -> Dense(num_classes)`,
-    logits at every step; `freeze_rnn` makes the RNN layer non-trainable."""
+def sequence_model(cell, input_dim, num_classes, length=None, name="model", freeze_rnn=False,
+                   normalization=None):
+    """`Input (batch, length, input_dim) -> [normalization] -> RNN(cell) ->
+    Dense(num_classes)`, logits at every step; `freeze_rnn` makes the RNN
+    layer non-trainable."""
     inputs = keras.Input((length, input_dim), name="inputs")
     rnn = keras.layers.RNN(cell, return_sequences=True, name="rnn")
     rnn.trainable = not freeze_rnn
-    hidden = rnn(inputs)
+    hidden = rnn(normalization(inputs) if normalization is not None else inputs)
     logits = keras.layers.Dense(num_classes, name="readout")(hidden)
     return keras.Model(inputs, logits, name=name)
 

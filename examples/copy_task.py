@@ -22,10 +22,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 from examples import common  # noqa: E402
 from keras_bandrnn.datasets import copy as copy_data  # noqa: E402
 
+flags.DEFINE_boolean(
+    "standardize_inputs", False,
+    "Standardize the one-hot inputs with the task's exact class means and variances "
+    "(keras.layers.Normalization) before the RNN. A ring buffer then stores about 0 "
+    "for the T blanks instead of T always-on units, which the readout would otherwise "
+    "have to learn to ignore.")
 FLAGS = common.FLAGS
 
 DEFAULTS = dict(model="closed_fixed", delay=100, half_width=10, steps=500, batch_size=32,
@@ -43,15 +50,21 @@ def default_units(model, delay, input_dim=copy_data.INPUT_DIM):
     return 128
 
 
-def build_model(model="closed_fixed", units=None, delay=100, seed=0, freeze_rnn=False, **cell_args):
-    """The copy-task model: one-hot input classes -> RNN -> per-step logits."""
+def build_model(model="closed_fixed", units=None, delay=100, seed=0, freeze_rnn=False,
+                standardize_inputs=False, **cell_args):
+    """The copy-task model: one-hot input classes -> [standardization] -> RNN
+    -> per-step logits."""
     units = units or default_units(model, delay)
     keras.utils.set_random_seed(seed)
     cell = common.make_cell(model, units, copy_data.INPUT_DIM, seed=seed, **cell_args)
-    net = common.sequence_model(cell, copy_data.INPUT_DIM, copy_data.NUM_CLASSES,
-                                length=delay + 2 * copy_data.NUM_SYMBOLS, name=f"copy_{model}",
-                                freeze_rnn=freeze_rnn)
-    return net
+    normalization = None
+    if standardize_inputs:
+        mean, variance = copy_data.input_moments(delay)
+        normalization = keras.layers.Normalization(mean=mean, variance=variance,
+                                                   name="standardize")
+    return common.sequence_model(cell, copy_data.INPUT_DIM, copy_data.NUM_CLASSES,
+                                 length=delay + 2 * copy_data.NUM_SYMBOLS, name=f"copy_{model}",
+                                 freeze_rnn=freeze_rnn, normalization=normalization)
 
 
 def make_dataset(seed, batch_size, delay):
@@ -106,9 +119,11 @@ def run():
         FLAGS.units = common.units_for_budget(FLAGS.model, FLAGS.budget, copy_data.INPUT_DIM,
                                               copy_data.NUM_CLASSES, **cell_args)
     units = FLAGS.units or default_units(FLAGS.model, FLAGS.delay)
-    model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn, **cell_args)
+    model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn,
+                        FLAGS.standardize_inputs, **cell_args)
     config = {**common.flag_values(), "units": units, "task": "copy",
-              "activation": cell_args["activation"]}
+              "activation": cell_args["activation"],
+              "standardize_inputs": FLAGS.standardize_inputs}
     return common.train(
         model,
         common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm),

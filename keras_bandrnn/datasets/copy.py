@@ -24,6 +24,24 @@ def baseline_loss(delay):
     return NUM_SYMBOLS * math.log(NUM_CATEGORIES) / (delay + 2 * NUM_SYMBOLS)
 
 
+def input_moments(delay):
+    """Mean and variance of each one-hot input class over the positions of a
+    sequence: `(mean, variance)`, float arrays of shape `(INPUT_DIM,)`.
+
+    Per sequence of length `T + 20`: `T + 9` blanks, 10 symbols spread
+    uniformly over the 8 categories, one delimiter. For
+    `keras.layers.Normalization(mean=..., variance=...)`.
+    """
+    if delay < 1:
+        raise ValueError(f"`delay` must be >= 1, got {delay}.")
+    length = delay + 2 * NUM_SYMBOLS
+    counts = np.full(INPUT_DIM, NUM_SYMBOLS / NUM_CATEGORIES)
+    counts[0] = length - NUM_SYMBOLS - 1
+    counts[DELIMITER] = 1.0
+    mean = counts / length
+    return mean, mean * (1.0 - mean)
+
+
 def copy_batch(seed, step, batch_size, delay):
     """The batch number `step` of the copy task for `seed`.
 

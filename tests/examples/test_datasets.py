@@ -45,6 +45,18 @@ def test_copy_baseline_is_the_memoryless_cross_entropy():
     assert ce == pytest.approx(copy.baseline_loss(t))
 
 
+@pytest.mark.parametrize("delay", [1, 7, 300])
+def test_copy_input_moments_match_generated_data(delay):
+    x, _ = copy.copy_batch(seed=3, step=0, batch_size=4000, delay=delay)
+    onehot = np.eye(copy.INPUT_DIM)[x].reshape(-1, copy.INPUT_DIM)
+    mean, variance = copy.input_moments(delay)
+    np.testing.assert_allclose(mean.sum(), 1.0)
+    np.testing.assert_allclose(mean, onehot.mean(0), atol=2e-3 / (1 + delay / 100))
+    np.testing.assert_allclose(variance, onehot.var(0), atol=2e-3 / (1 + delay / 100))
+    with pytest.raises(ValueError, match="delay"):
+        copy.input_moments(0)
+
+
 def test_copy_batch_rejects_bad_arguments():
     with pytest.raises(ValueError, match="delay"):
         copy.copy_batch(0, 0, 4, 0)
