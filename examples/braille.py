@@ -102,12 +102,15 @@ def run():
                                               braille_data.NUM_CLASSES, **cell_args)
     units = FLAGS.units or common.SEED_UNITS_80K[FLAGS.model]
     splits = load_splits(FLAGS.text)
-    model = build_model(FLAGS.model, units, FLAGS.seed, **cell_args)
+    strategy = common.strategy()
+    with strategy.scope():
+        model = build_model(FLAGS.model, units, FLAGS.seed, **cell_args)
+        optimizer = common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm)
     config = {**common.flag_values(), "units": units, "render": FLAGS.render,
               "length": FLAGS.length, "task": "braille"}
     return common.train(
         model,
-        common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm),
+        optimizer,
         make_dataset(splits[0], FLAGS.seed, FLAGS.batch_size, FLAGS.length, FLAGS.delay, FLAGS.render),
         loss_fn,
         make_eval(splits, FLAGS.seed, FLAGS.batch_size, FLAGS.length, FLAGS.delay, FLAGS.render),
@@ -117,6 +120,7 @@ def run():
         checkpoint_every=FLAGS.checkpoint_every,
         verbose=FLAGS.verbose,
         config=config,
+        strategy=strategy,
     )
 
 

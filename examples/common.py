@@ -15,8 +15,21 @@ function `batch(step) -> tuple of arrays` that is a deterministic function of
   the batch), appended across restarts,
 - `<output_dir>/result.json`: the flags, the parameter count, the final
   evaluation and the wall-clock time.
+
+`--distribute` trains with a `tf.distribute` strategy
+(`keras_bandrnn.distribute`, docs/distributed.md): `none`, `mirrored` (the
+local GPUs) or `multi_worker` (one process per machine, the cluster in
+`TF_CONFIG`). `--batch_size` is then the global batch: every worker computes
+the same step-seeded global batch and trains on its replicas' slices of it,
+so a run makes the same updates as one process with `--distribute=none`.
+Only the chief (worker 0) writes to `--output_dir`; the other workers write
+the same files to `distribute.output_dir(...)` (`<output_dir>/.workers/...`),
+where they also resume from. Every worker evaluates the model on the full
+evaluation batches (the same weights give the same numbers), so no worker
+waits on the others during an evaluation.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +44,7 @@ import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 import keras_bandrnn  # noqa: E402
+from keras_bandrnn import distribute  # noqa: E402
 from keras_bandrnn import sizing  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -78,6 +92,14 @@ flags.DEFINE_integer("eval_every", None, "Evaluate every this many steps.")
 flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every this many steps.")
 flags.DEFINE_boolean("quick", False, "A small setting that runs in well under 2 minutes on a CPU.")
 flags.DEFINE_integer("verbose", 1, "1: progress bar, 0: quiet.")
+flags.DEFINE_enum(
+    "distribute", "none", distribute.KINDS,
+    "tf.distribute strategy: none, mirrored (local GPUs) or multi_worker (the cluster in "
+    "TF_CONFIG, see docs/distributed.md); --batch_size is the global batch.")
+flags.DEFINE_integer(
+    "collective_timeout_s", 600,
+    "--distribute=multi_worker: limit on each all-reduce (seconds), so a lost worker "
+    "fails the others instead of hanging them; 0 = none.")
 
 COMMON_DEFAULTS = dict(
     units=None, budget=None, half_width=32, shift=0, fixed_shift=False, grid_stride=288,
@@ -105,6 +127,17 @@ def run_main(main, argv):
     FLAGS.unparse_flags()
     FLAGS(argv)
     return main(argv)
+
+
+def strategy():
+    """The `tf.distribute.Strategy` of `--distribute` (one per process: a
+    `MultiWorkerMirroredStrategy` can be created only once)."""
+    return _strategy(FLAGS.distribute, FLAGS.collective_timeout_s or None)
+
+
+@functools.lru_cache(maxsize=None)
+def _strategy(kind, timeout_seconds):
+    return distribute.strategy(kind, timeout_seconds=timeout_seconds)
 
 
 def flag_values():
@@ -208,47 +241,53 @@ def make_optimizer(learning_rate, clipnorm):
 
 
 def train(model, optimizer, batch_fn, loss_fn, eval_fn, *, steps, output_dir,
-          eval_every=100, checkpoint_every=50, extra_state=None, verbose=1, config=None):
+          eval_every=100, checkpoint_every=50, carry=None, verbose=1, config=None,
+          strategy=None):
     """Trains `model` for `steps` steps, resuming from `output_dir` if it has a checkpoint.
 
     Args:
-        model: A built Keras model.
-        optimizer: A Keras optimizer.
-        batch_fn: `batch_fn(step)` -> tuple of NumPy arrays, deterministic in `step`.
+        model: A built Keras model, built inside `strategy.scope()`.
+        optimizer: A Keras optimizer, made inside `strategy.scope()`.
+        batch_fn: `batch_fn(step)` -> tuple of NumPy arrays (the global batch),
+            deterministic in `step`.
         loss_fn: `loss_fn(model, batch, training)` -> `(loss, {name: scalar})`,
-            traceable by `tf.function`.
+            traceable by `tf.function`; `loss` the plain mean over the rows of
+            `batch` (with `--distribute`, a replica's slice of the global batch).
         eval_fn: `eval_fn(model)` -> `{name: float}` (valid/test metrics).
         steps: Total number of training steps of the run.
-        output_dir: Directory for checkpoints, logs and `result.json`.
+        output_dir: Directory for checkpoints, logs and `result.json` (on the
+            chief; see `keras_bandrnn.distribute.output_dir`).
         eval_every, checkpoint_every: Intervals in steps.
-        extra_state: `{name: trackable}` saved in the checkpoint besides the
-            model and optimizer (e.g. a carried RNN state).
+        carry: Optional `tf.Variable` carried from step to step whose first
+            axis runs over the rows of the global batch (e.g. an RNN state):
+            `batch` then ends with the rows of `carry` that go with it, and
+            `loss_fn` returns `(loss, metrics, new_rows)`
+            (`keras_bandrnn.distribute.make_train_step`). Saved in the
+            checkpoint as `carried_state`.
         verbose: 1 shows a progress bar.
         config: Dict recorded in `result.json` (the flags).
+        strategy: The `tf.distribute.Strategy` the model and optimizer were
+            made under (default: the default strategy, no distribution).
 
     Returns:
         The result dict also written to `result.json`.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    output_dir = distribute.output_dir(output_dir, strategy)
     os.makedirs(output_dir, exist_ok=True)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
-    optimizer.build(model.trainable_variables)
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)
     ckpt = tf.train.Checkpoint(step=step, elapsed=elapsed, model=model, optimizer=optimizer,
-                               **(extra_state or {}))
+                               **({} if carry is None else {"carried_state": carry}))
     manager = tf.train.CheckpointManager(ckpt, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"Resumed from {manager.latest_checkpoint} at step {int(step.numpy())}.", flush=True)
+    distribute.check_same_on_workers(strategy, int(step.numpy()), "the step to resume from")
     writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
-    variables = model.trainable_variables
-
-    @tf.function
-    def train_step(batch):
-        with tf.GradientTape() as tape:
-            loss, metrics = loss_fn(model, batch, True)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return {"loss": loss, **metrics}
+    train_step = distribute.make_train_step(strategy, model, optimizer, loss_fn, carry=carry)
 
     def evaluate(current):
         metrics = {k: float(v) for k, v in eval_fn(model).items()}
@@ -269,7 +308,7 @@ def train(model, optimizer, batch_fn, loss_fn, eval_fn, *, steps, output_dir,
     base_elapsed = float(elapsed.numpy())
     for current in range(start, steps):
         batch = batch_fn(current)
-        out = {k: float(v) for k, v in train_step(tuple(tf.constant(a) for a in batch)).items()}
+        out = {k: float(v) for k, v in train_step(batch).items()}
         step.assign(current + 1)
         elapsed.assign(base_elapsed + time.perf_counter() - t0)
         log.write(json.dumps({"step": current, "batch": fingerprint(batch), **out}) + "\n")

@@ -119,14 +119,17 @@ def run():
         FLAGS.units = common.units_for_budget(FLAGS.model, FLAGS.budget, copy_data.INPUT_DIM,
                                               copy_data.NUM_CLASSES, **cell_args)
     units = FLAGS.units or default_units(FLAGS.model, FLAGS.delay)
-    model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn,
-                        FLAGS.standardize_inputs, **cell_args)
+    strategy = common.strategy()
+    with strategy.scope():
+        model = build_model(FLAGS.model, units, FLAGS.delay, FLAGS.seed, FLAGS.freeze_rnn,
+                            FLAGS.standardize_inputs, **cell_args)
+        optimizer = common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm)
     config = {**common.flag_values(), "units": units, "task": "copy",
               "activation": cell_args["activation"],
               "standardize_inputs": FLAGS.standardize_inputs}
     return common.train(
         model,
-        common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm),
+        optimizer,
         make_dataset(FLAGS.seed, FLAGS.batch_size, FLAGS.delay),
         loss_fn,
         make_eval(FLAGS.seed, FLAGS.batch_size, FLAGS.delay),
@@ -136,6 +139,7 @@ def run():
         checkpoint_every=FLAGS.checkpoint_every,
         verbose=FLAGS.verbose,
         config=config,
+        strategy=strategy,
     )
 
 

@@ -11,7 +11,9 @@ checksum; 'pydoc' is CPython's reference text, offline; or any text file) is
 cleaned to 27 symbols and split 90/5/5 (`keras_bandrnn.datasets.text8`).
 Training is truncated BPTT over `--bptt` steps with the state carried from
 window to window (it is part of the checkpoint), batch 64 and Adam 1e-3 as
-in the seed. Reports bits per character on the validation and test parts,
+in the seed. With `--distribute`, each replica carries the state of its own
+rows of the global batch (its streams), and the whole state is gathered back
+after every step, so the checkpoint holds all of it. Reports bits per character on the validation and test parts,
 the inference speed (characters per second) and, for `--model=cgru`, the
 fraction of zero update-gate blocks.
 """
@@ -44,12 +46,12 @@ QUICK = dict(units=64, bptt=20, steps=30, batch_size=16, eval_every=15, checkpoi
              eval_chars=4_000)
 
 
-def build_model(model="gru", units=512, batch_size=64, seed=0, **cell_args):
+def build_model(model="gru", units=512, seed=0, **cell_args):
     """`[one-hot chars (B, L, 27), state (B, units)] -> [logits, new state]`."""
     keras.utils.set_random_seed(seed)
     cell = common.make_cell(model, units, text8.VOCAB_SIZE, seed=seed, **cell_args)
-    x = keras.Input((None, text8.VOCAB_SIZE), batch_size=batch_size, name="chars")
-    h0 = keras.Input((units,), batch_size=batch_size, name="state")
+    x = keras.Input((None, text8.VOCAB_SIZE), name="chars")
+    h0 = keras.Input((units,), name="state")
     seq, h = keras.layers.RNN(cell, return_sequences=True, return_state=True, name="rnn")(
         x, initial_state=[h0])
     logits = keras.layers.Dense(text8.VOCAB_SIZE, name="readout")(seq)
@@ -61,17 +63,13 @@ def make_dataset(ids, batch_size, bptt):
     return lambda step: text8.stream_batch(ids, step, batch_size, bptt)
 
 
-def make_loss(state):
-    """Loss over a window, carrying the RNN state in the variable `state`."""
-
-    def loss_fn(model, batch, training):
-        x, y = batch
-        logits, h = model([tf.one_hot(x, text8.VOCAB_SIZE), state], training=training)
-        state.assign(h)
-        loss, acc = common.masked_crossentropy(y, logits)
-        return loss, {"bpc": loss / math.log(2.0), "accuracy": acc}
-
-    return loss_fn
+def loss_fn(model, batch, training):
+    """Loss over a window `(x, y, state)`; returns `(loss, metrics, new state)`
+    (`common.train`'s `carry`)."""
+    x, y, state = batch
+    logits, h = model([tf.one_hot(x, text8.VOCAB_SIZE), state], training=training)
+    loss, acc = common.masked_crossentropy(y, logits)
+    return loss, {"bpc": loss / math.log(2.0), "accuracy": acc}, h
 
 
 def gate_sparsity(model):
@@ -89,8 +87,12 @@ def reset_gate_sparsity(model):
 
 def make_eval(splits, batch_size, bptt, eval_chars, units):
     state = tf.Variable(tf.zeros((batch_size, units)), trainable=False)
-    loss_fn = make_loss(state)
-    step = tf.function(lambda model, x, y: loss_fn(model, (x, y), False))
+
+    @tf.function
+    def step(model, x, y):
+        loss, _, h = loss_fn(model, (x, y, state), False)
+        state.assign(h)
+        return loss
 
     def evaluate(model):
         out = {}
@@ -102,7 +104,7 @@ def make_eval(splits, batch_size, bptt, eval_chars, units):
             total, t0 = 0.0, time.perf_counter()
             for w in range(windows):
                 x, y = text8.stream_batch(ids, w, batch_size, bptt)
-                loss, _ = step(model, tf.constant(x), tf.constant(y))
+                loss = step(model, tf.constant(x), tf.constant(y))
                 total += float(loss)
             seconds = time.perf_counter() - t0
             out[f"{name}/bpc"] = total / max(windows, 1) / math.log(2.0)
@@ -129,7 +131,10 @@ def run():
         raise ValueError("examples.text8 carries one state vector; use a single-state cell, not lstm.")
     splits = text8.load(FLAGS.text)
     cell_args = cell_args_from_flags()
-    model = build_model(FLAGS.model, FLAGS.units, FLAGS.batch_size, FLAGS.seed, **cell_args)
+    strategy = common.strategy()
+    with strategy.scope():
+        model = build_model(FLAGS.model, FLAGS.units, FLAGS.seed, **cell_args)
+        optimizer = common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm)
     state = tf.Variable(tf.zeros((FLAGS.batch_size, FLAGS.units)), trainable=False, name="state")
     config = {**common.flag_values(), "bptt": FLAGS.bptt, "task": "text",
               "train_chars": int(len(splits[0]))}
@@ -137,17 +142,18 @@ def run():
         config.update(cell_args)
     return common.train(
         model,
-        common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm),
+        optimizer,
         make_dataset(splits[0], FLAGS.batch_size, FLAGS.bptt),
-        make_loss(state),
+        loss_fn,
         make_eval(splits, FLAGS.batch_size, FLAGS.bptt, FLAGS.eval_chars, FLAGS.units),
         steps=FLAGS.steps,
         output_dir=FLAGS.output_dir,
         eval_every=FLAGS.eval_every,
         checkpoint_every=FLAGS.checkpoint_every,
-        extra_state={"carried_state": state},
+        carry=state,
         verbose=FLAGS.verbose,
         config=config,
+        strategy=strategy,
     )
 
 

@@ -3,7 +3,8 @@
 `strategy(kind)` turns the flag's value into a `tf.distribute.Strategy`:
 
 - `"none"`: the default strategy (one device, no distribution);
-- `"mirrored"`: `tf.distribute.MirroredStrategy`, all local GPUs;
+- `"mirrored"`: `tf.distribute.MirroredStrategy`, all local GPUs (all
+  logical CPU devices where there is no GPU: one, unless configured);
 - `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy`, one process
   per machine, the cluster taken from the `TF_CONFIG` environment variable
   (see docs/distributed.md).
@@ -13,9 +14,14 @@ Build and compile the model inside `strategy.scope()` and train it with
 batch size: each step splits one global batch across all replicas, the
 gradients are summed by an all-reduce, and every worker applies the same
 update, so training matches one process on the same global batch. A custom
-training loop (like examples/common.py's `train`) gets the same from
-`make_train_step(strategy, model, optimizer, loss_fn)`, whose step takes the
-global batch and splits it across replicas itself (`split_batch`).
+training loop (like examples/common.py's `train`, behind the example
+scripts' `--distribute` flag) gets the same from
+`make_train_step(strategy, model, optimizer, loss_fn, carry=None)`, whose
+step takes the global batch and splits it across replicas itself
+(`split_batch`), optionally with a state carried per batch row from step to
+step (truncated BPTT). `is_chief`, `output_dir` and `check_same_on_workers`
+decide where each worker writes and check that restarted workers resumed
+from the same step.
 
 Why not `model.fit`: Keras 3 (up to 3.15 at least) does not run
 `MultiWorkerMirroredStrategy` through `model.fit` when there is more than one
@@ -54,9 +60,28 @@ def cluster_spec():
         ) from None
 
 
-def is_chief():
-    """Whether this process writes checkpoints and logs (worker 0, or the chief)."""
-    task_type, task_id, _ = cluster_spec()
+def _task(strategy=None):
+    """`(task_type, task_id)` of this process: from `strategy`'s cluster
+    resolver when given (`(None, 0)` for a strategy without a cluster, such
+    as the default or `MirroredStrategy`), else from `TF_CONFIG`."""
+    if strategy is None:
+        return cluster_spec()[:2]
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, 0
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief(strategy=None):
+    """Whether this process keeps checkpoints and logs (worker 0, or the chief).
+
+    Args:
+        strategy: the `tf.distribute.Strategy` training runs under; a
+            strategy without a cluster (the default, `MirroredStrategy`)
+            makes this process the chief whatever `TF_CONFIG` says. `None`:
+            decide from `TF_CONFIG` alone.
+    """
+    task_type, task_id = _task(strategy)
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 
 
@@ -97,15 +122,19 @@ def strategy(kind="none", timeout_seconds=None):
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
-def output_dir(base):
+def output_dir(base, strategy=None):
     """Where this worker may write: `base` on the chief, a scratch dir elsewhere.
 
-    Every worker must run the same `model.save`/checkpoint calls (they are
-    collective), but only the chief's files are kept.
+    Every worker must run the same checkpoint and `model.save` calls (they
+    may be collective), but only the chief's files are meant to be kept.
+    The others write to `<base>/.workers/<task_type>_<task_id>` (on a
+    cluster without a shared file system, a local directory of that
+    machine), where they also find their own checkpoints when the job is
+    restarted. `strategy` as in `is_chief`.
     """
-    if is_chief():
+    if is_chief(strategy):
         return base
-    task_type, task_id, _ = cluster_spec()
+    task_type, task_id = _task(strategy)
     return os.path.join(base, ".workers", f"{task_type}_{task_id}")
 
 
@@ -133,7 +162,7 @@ def split_batch(strategy, batch):
     return strategy.experimental_distribute_values_from_function(value_fn)
 
 
-def make_train_step(strategy, model, optimizer, loss_fn):
+def make_train_step(strategy, model, optimizer, loss_fn, carry=None):
     """A synchronous data-parallel training step on global batches.
 
     Args:
@@ -145,38 +174,87 @@ def make_train_step(strategy, model, optimizer, loss_fn):
             `loss` the plain mean over the examples of `batch` (a replica's
             slice). Not a Keras `Loss` with its default reduction: that one
             already divides by the number of replicas inside `strategy.run`;
-            use `reduction=None` and `tf.reduce_mean`.
+            use `reduction=None` and `tf.reduce_mean`. With `carry`, `batch`
+            ends with the replica's rows of `carry` and `loss_fn` returns
+            `(loss, metrics, new_rows)`.
+        carry: optional `tf.Variable` whose first axis runs over the rows of
+            the global batch, carried from step to step (e.g. the RNN state
+            of truncated backpropagation through time). Each replica gets the
+            rows of its own slice of the batch; the step gathers the new rows
+            of all replicas (across workers) back into `carry`, which so holds
+            the whole global state on every worker, as in one process.
 
     Returns:
         `step(batch)`: takes one global batch (a tuple of arrays), splits it
         across the replicas (`split_batch`), applies one update and returns
         `{"loss": ..., **metrics}` averaged over the replicas. Each replica
-        scales its mean loss by `1 / replicas`, and the optimizer sums the
-        gradients across replicas (Keras optimizers all-reduce in a replica
-        context): the update is that of the mean loss over the global batch.
+        scales its mean loss by `1 / replicas`, and the gradients are summed
+        across the replicas before the optimizer sees them (in cross-replica
+        context), so the update, gradient clipping included, is that of the
+        mean loss over the global batch. (A Keras optimizer called inside a
+        replica clips each replica's gradient before its own all-reduce,
+        which changes the update whenever clipping is active.)
     """
     replicas = strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+    # The packed all-reduce runs in float64 only if some variable needs it.
+    packed_dtype = tf.float64 if any(tf.as_dtype(v.dtype) == tf.float64 for v in variables) else tf.float32
 
     def replica_step(batch):
-        variables = model.trainable_variables
         with tf.GradientTape() as tape:
-            loss, metrics = loss_fn(model, batch, True)
+            loss, metrics, *new_rows = loss_fn(model, batch, True)
             scaled = loss / replicas
             if model.losses:
                 scaled += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(scaled, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return {"loss": loss, **metrics}
+        # Variables the loss does not reach (no gradient) are left out; that
+        # is known when tracing, the same on every replica.
+        updated[:] = [(v, g.shape) for v, g in zip(variables, grads) if g is not None]
+        names[:] = ["loss", *metrics]
+        means = [loss, *metrics.values()]
+        # One all-reduce for everything: the gradients and the means / replicas.
+        packed = [tf.cast(tf.reshape(tf.convert_to_tensor(g), [-1]), packed_dtype)
+                  for g in grads if g is not None]
+        packed += [tf.reshape(tf.cast(m, packed_dtype), [1]) / replicas for m in means]
+        return tf.concat(packed, 0), new_rows
+
+    updated, names = [], []
 
     @tf.function
     def distributed_step(per_replica):
-        out = strategy.run(replica_step, args=(per_replica,))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in out.items()}
+        packed, new_rows = strategy.run(replica_step, args=(per_replica,))
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, packed, axis=None)
+        sizes = [shape.num_elements() for _, shape in updated] + [1] * len(names)
+        pieces = tf.split(total, sizes)
+        grads = [tf.cast(tf.reshape(g, shape), v.dtype) for g, (v, shape) in zip(pieces, updated)]
+        optimizer.apply_gradients(zip(grads, [v for v, _ in updated]))
+        if carry is not None:
+            carry.assign(strategy.gather(new_rows[0], axis=0))
+        return {name: tf.cast(m[0], tf.float32) for name, m in zip(names, pieces[len(updated):])}
 
     def step(batch):
-        return distributed_step(split_batch(strategy, tuple(batch)))
+        batch = tuple(tf.convert_to_tensor(a) for a in batch)
+        if carry is not None:
+            batch += (carry.read_value(),)
+        return distributed_step(split_batch(strategy, batch))
 
     return step
+
+
+def check_same_on_workers(strategy, value, name):
+    """Raises `ValueError` unless the integer `value` is the same on every
+    replica of every worker, e.g. the step each worker restored from its
+    own checkpoint (a worker that lost its checkpoint would otherwise train
+    other weights than the rest, silently). Collective: every worker calls it."""
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([value], tf.int64))
+    everywhere = [int(v) for v in strategy.gather(values, axis=0).numpy()]
+    if len(set(everywhere)) > 1:
+        raise ValueError(
+            f"The workers disagree on {name}: {everywhere} (one value per replica). "
+            "Each worker restores from its own output directory "
+            "(`distribute.output_dir`): give all of them the same checkpoint, "
+            "or start all of them afresh.")
 
 
 def _compiled_loss_fn(model):
