@@ -52,6 +52,12 @@ struct Simd {
 // Batches at least this large use the packed, register-blocked kernels.
 constexpr int64_t kBlockedMinBatch = 8;
 
+// Vector FMAs (about 20 us on one core) each thread must get for a split to
+// pay for waking it: on the 2-core machine of BENCHMARKS.md, a second thread
+// cost 30 us under load (n = 128, batch 64: 18 us alone, 50 us split) and
+// one thread stayed ahead up to n = 512 (batch 64, k = 65: 164K FMAs).
+constexpr int64_t kMinParallelFmas = 100000;
+
 // Column of entry (i, j) of the band `g`; *valid is false for open padding.
 inline int64_t Column(const BandGeometry& g, int64_t i, int64_t j, bool* valid) {
   int64_t c = i + j - g.lower;
@@ -141,15 +147,15 @@ void ExtendSlice(const BandGeometry& pg, const T* x, int64_t c0, int64_t len, A*
 // band_matmul, small batches: y[b, i] = P[i, :] . xe_b[i : i + k].
 template <typename T>
 void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
-                          const T* diags, T* y, const ParallelFor& parallel) {
+                          const T* diags, T* y, const ParallelFor& parallel,
+                          int threads) {
   using A = typename AccOf<T>::type;
   const BandGeometry pg = transpose ? g.Transposed() : g;
   const int64_t n = g.n, k = g.k(), ne = n + k - 1;
   std::vector<A> xe(g.batch * ne);
-  parallel(g.batch, ne * 4, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
-  });
-  parallel(n, g.batch * k * 2 + k * 8, [&](int64_t i0, int64_t i1) {
+  for (int64_t b = 0; b < g.batch; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
+  const double ops = static_cast<double>(n) * (g.batch * (k / 8 + 4) + k / 4);
+  ShardedFor(parallel, threads, n, ops, kMinParallelFmas, [&](int64_t i0, int64_t i1) {
     std::vector<A> row(k);
     for (int64_t i = i0; i < i1; ++i) {
       const A* coef = row.data();
@@ -248,14 +254,6 @@ void Transpose(const From* src, int64_t src_stride, int64_t rows, int64_t cols,
 constexpr int kBatchRows = 8;          // batch rows per micro-kernel call
 constexpr int64_t kBatchBlock = 64;     // batch rows per buffer fill
 constexpr int64_t kChunkTiles = 32;    // column tiles per buffer fill
-// Vector FMAs (about 20 us on one core) each thread must get for a split to
-// pay for waking it: on the 2-core machine of BENCHMARKS.md, a second thread
-// cost 30 us under load (n = 128, batch 64: 18 us alone, 50 us split) and
-// one thread stayed ahead up to n = 512 (batch 64, k = 65: 164K FMAs).
-#ifndef KBR_MIN_PARALLEL_FMAS
-#define KBR_MIN_PARALLEL_FMAS 100000
-#endif
-constexpr int64_t kMinParallelFmas = KBR_MIN_PARALLEL_FMAS;
 
 template <typename T, typename A>
 inline void StoreRow(typename Simd<A>::type v, T* dst) {
@@ -426,9 +424,6 @@ void PackRowTile(const BandGeometry& g, const T* diags, int64_t i0, A* wt) {
     // slot range, which read a neighbouring row, are masked to zero).
     if (m0 >= 1 && m0 + len < n && i0 + kTile <= n && m0 * k >= kTile) {
       using S = Simd<A>;
-      typedef typename Simd<int32_t>::type I;  // lane index (16 lanes)
-      I lane;
-      for (int l = 0; l < Simd<int32_t>::kWidth; ++l) lane[l] = l;
       for (int64_t w = 0; w < len; ++w) {
         const A* src = diags + (m0 + w) * k + (k - 1 - w);
         typename S::type v = S::Load(src);
@@ -485,11 +480,10 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
   const int64_t n = g.n, k = g.k(), batch = g.batch;
   const int64_t len = kTile + k - 1;  // window of one tile
   const int64_t tiles = (n + kTile - 1) / kTile;
-  // Contiguous runs of tiles, one per thread: the work is uniform, and with
-  // no more shards than threads the calling thread takes one of them.
-  const int64_t fmas = tiles * batch * len;
-  int64_t shards = std::max<int64_t>(1, std::min<int64_t>(threads, tiles));
-  if (fmas < kMinParallelFmas * shards) shards = std::max<int64_t>(1, fmas / kMinParallelFmas);
+  // Contiguous runs of tiles, at most one per thread (the work is uniform).
+  const double fmas = static_cast<double>(tiles) * batch * len;
+  const int64_t shards = std::max<int64_t>(
+      1, std::min<int64_t>({threads, tiles, static_cast<int64_t>(fmas / kMinParallelFmas)}));
   const int64_t chunk_tiles = std::min(kChunkTiles, (tiles + shards - 1) / shards);
   // Buffer rows: the extended input columns a chunk reads, and the chunk's
   // output columns; strides of an odd number of cache lines.
@@ -500,9 +494,7 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
   const int64_t stride = odd_lines(chunk_tiles * kTile + k - 1, sizeof(A));
   const int64_t ystride = odd_lines(chunk_tiles * kTile, sizeof(T));
   const int64_t rows_per_fill = std::min(batch, kBatchBlock);
-  // A large cost makes the thread pool run exactly `shards` pieces.
-  parallel(shards, int64_t{1} << 40, [&](int64_t s0, int64_t s1) {
-    const int64_t t_begin = s0 * tiles / shards, t_end = s1 * tiles / shards;
+  ShardedFor(parallel, static_cast<int>(shards), tiles, fmas, 0, [&](int64_t t_begin, int64_t t_end) {
     std::vector<A> buf(rows_per_fill * stride);
     std::vector<T> ybuf(rows_per_fill * ystride);
     std::vector<A> tiles_buf(2 * len * kTile);
@@ -552,7 +544,7 @@ void BandMatmul(const BandGeometry& g, bool transpose, const T* x,
   if (g.batch >= kBlockedMinBatch) {
     BandMatmulBlocked(g, transpose, x, diags, y, parallel, threads);
   } else {
-    BandMatmulSmallBatch(g, transpose, x, diags, y, parallel);
+    BandMatmulSmallBatch(g, transpose, x, diags, y, parallel, threads);
   }
 }
 
@@ -596,7 +588,7 @@ inline void OuterKernel(const A* a, const A* be, int64_t stride, int64_t batch,
 
 template <typename T>
 void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
-               const ParallelFor& parallel) {
+               const ParallelFor& parallel, int threads = 1) {
   using A = typename AccOf<T>::type;
   using S = Simd<A>;
   const int64_t n = g.n, k = g.k(), batch = g.batch;
@@ -606,7 +598,8 @@ void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
   const int64_t span = kOuterUnit + tile_width;       // extended columns a unit reads
   const int64_t stride = 2 * span + S::kWidth;        // a then b; not a power of two
   const int64_t units = (n + kOuterUnit - 1) / kOuterUnit;
-  parallel(units, batch * kOuterUnit * tile_width * 2 + kOuterUnit * k * 4,
+  const double fmas = static_cast<double>(units) * batch * kOuterRows * vecs * (kOuterUnit / kOuterRows);
+  ShardedFor(parallel, threads, units, fmas, kMinParallelFmas,
            [&](int64_t u0, int64_t u1) {
              std::vector<A> buf(std::max<int64_t>(1, batch) * stride);
              std::vector<A> tile(kOuterRows * tile_width);

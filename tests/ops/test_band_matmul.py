@@ -227,6 +227,27 @@ def test_blocked_kernel_edges(impl, case, dtype):
         )
 
 
+@pytest.mark.parametrize("case", [(2500, 32, 32, False, 7), (3001, 3, 60, True, 5), (1000, 32, 32, True, 64)],
+                         ids=["n2500-b7", "n3001-cyc-b5", "n1000-cyc-b64"])
+def test_work_split_over_threads(impl, case):
+    """Sizes large enough for the CPU kernels to split the work over threads:
+    the small-batch products and band_outer."""
+    n, lower, upper, cyclic, batch = case
+    (x, x64), (d, d64), (w, w64) = _inputs(("split", case), n, lower, upper, (batch,), "float32")
+    for transpose in (False, True):
+        y = ops.band_matmul(x, d, lower, upper, cyclic=cyclic, transpose=transpose)
+        ref.assert_close(
+            numpy64(y), ref.band_matmul(x64, d64, lower, upper, cyclic, transpose),
+            ref.magnitude_matmul(x64, d64, lower, upper, cyclic, transpose), "float32",
+            what=f"band_matmul transpose={transpose}",
+        )
+    g = ops.band_outer(x, w, lower, upper, cyclic=cyclic)
+    ref.assert_close(
+        numpy64(g), ref.band_outer(x64, w64, lower, upper, cyclic),
+        ref.magnitude_outer(x64, w64, lower, upper, cyclic), "float32", what="band_outer",
+    )
+
+
 @pytest.mark.parametrize(
     "batch", [(), (3,), (2, 3), (2, 1, 3), (0,), (2, 0), (0, 3, 2)],
     ids=lambda b: "batch" + "x".join(map(str, b)) if b else "unbatched",
