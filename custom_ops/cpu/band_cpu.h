@@ -8,13 +8,14 @@
 // cyclic one), so that y[i] = sum_j P[i, j] * xe[i + j], where P is the band
 // (or, for the transposed product, the band of A^T) with padding zeroed.
 //
-// Large batches (the training case) follow the seed's GBMM idea: the band is
-// cut into blocks of kRows rows, each block is a dense (k + kRows - 1) x kRows
-// tile with zero corners, and a register-blocked micro-kernel multiplies it
-// with the batch held in SIMD vectors (batch-minor layout), so the arithmetic
-// runs on the FMA units at k / (k + kRows - 1) efficiency. Small batches
-// (inference, batch 1) are memory bound; they stream the band once with dot
-// products and need no packing.
+// Large batches (the training case) follow the seed's GBMM idea in the
+// caller's batch-major layout: the outputs are cut into tiles of one SIMD
+// register of columns, the band block a tile needs is expanded once into a
+// dense packed tile with zero corners, and a register-blocked micro-kernel
+// broadcasts the input values of several batch rows against it, so the
+// arithmetic runs on the FMA units at k / (k + tile - 1) efficiency with no
+// transposes of x or y. Small batches (inference, batch 1) are memory bound;
+// they stream the band once with dot products and need no packing.
 #ifndef KERAS_BANDRNN_CPU_BAND_CPU_H_
 #define KERAS_BANDRNN_CPU_BAND_CPU_H_
 
@@ -50,6 +51,12 @@ struct Simd {
 
 // Batches at least this large use the packed, register-blocked kernels.
 constexpr int64_t kBlockedMinBatch = 8;
+
+// Vector FMAs (about 20 us on one core) each thread must get for a split to
+// pay for waking it: on the 2-core machine of BENCHMARKS.md, a second thread
+// cost 30 us under load (n = 128, batch 64: 18 us alone, 50 us split) and
+// one thread stayed ahead up to n = 512 (batch 64, k = 65: 164K FMAs).
+constexpr int64_t kMinParallelFmas = 100000;
 
 // Column of entry (i, j) of the band `g`; *valid is false for open padding.
 inline int64_t Column(const BandGeometry& g, int64_t i, int64_t j, bool* valid) {
@@ -140,15 +147,15 @@ void ExtendSlice(const BandGeometry& pg, const T* x, int64_t c0, int64_t len, A*
 // band_matmul, small batches: y[b, i] = P[i, :] . xe_b[i : i + k].
 template <typename T>
 void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
-                          const T* diags, T* y, const ParallelFor& parallel) {
+                          const T* diags, T* y, const ParallelFor& parallel,
+                          int threads) {
   using A = typename AccOf<T>::type;
   const BandGeometry pg = transpose ? g.Transposed() : g;
   const int64_t n = g.n, k = g.k(), ne = n + k - 1;
   std::vector<A> xe(g.batch * ne);
-  parallel(g.batch, ne * 4, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
-  });
-  parallel(n, g.batch * k * 2 + k * 8, [&](int64_t i0, int64_t i1) {
+  for (int64_t b = 0; b < g.batch; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
+  const double ops = static_cast<double>(n) * (g.batch * (k / 8 + 4) + k / 4);
+  ShardedFor(parallel, threads, n, ops, kMinParallelFmas, [&](int64_t i0, int64_t i1) {
     std::vector<A> row(k);
     for (int64_t i = i0; i < i1; ++i) {
       const A* coef = row.data();
@@ -164,69 +171,11 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
   });
 }
 
-// ---------------------------------------------------------------------------
-// band_matmul, large batches (batch-minor, register blocked).
-constexpr int kRows = 6;         // output rows per micro-kernel
-constexpr int kMicroBlocks = 32;  // micro blocks per parallel work unit
-
-// acc[r][v] += sum_c panel[c][r] * xt[c][v-th vector of the chunk], for the
-// kRows x (kVecs * width) output tile starting at xt (batch-minor rows).
-template <typename A, int kVecs>
-inline void MicroKernel(const A* panel, int64_t width, const A* xt,
-                        int64_t stride, A* tile, int64_t tile_stride) {
-  using S = Simd<A>;
-  typename S::type acc[kRows][kVecs];
-  #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r)
-    #pragma GCC unroll 16
-    for (int v = 0; v < kVecs; ++v) acc[r][v] = S::Zero();
-  for (int64_t c = 0; c < width; ++c) {
-    typename S::type xv[kVecs];
-    #pragma GCC unroll 16
-    for (int v = 0; v < kVecs; ++v) xv[v] = S::Load(xt + c * stride + v * S::kWidth);
-    const A* p = panel + c * kRows;
-    #pragma GCC unroll 16
-    for (int r = 0; r < kRows; ++r) {
-      const A s = p[r];
-      #pragma GCC unroll 16
-      for (int v = 0; v < kVecs; ++v) acc[r][v] += s * xv[v];
-    }
-  }
-  #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r)
-    #pragma GCC unroll 16
-    for (int v = 0; v < kVecs; ++v) S::Store(tile + r * tile_stride + v * S::kWidth, acc[r][v]);
-}
-
-// panel[c][r] = P[i0 + r, c - r] for c < k + kRows - 1 (0 off the band).
-template <typename T, typename A>
-void PackPanel(const BandGeometry& pg, bool transpose, const T* diags,
-               int64_t i0, A* panel) {
-  const int64_t n = pg.n, k = pg.k(), width = k + kRows - 1;
-  std::fill(panel, panel + width * kRows, A(0));
-  for (int r = 0; r < kRows && i0 + r < n; ++r) {
-    const int64_t i = i0 + r;
-    A* dst = panel + r * kRows + r;  // slot j goes to column c = r + j
-    if (i >= pg.lower && i + pg.upper < n) {  // interior row: no padding, no wrap
-      // Forward: diags[i, j]. Transposed: diags[i + j - lower', k - 1 - j].
-      const T* src = transpose ? diags + (i - pg.lower) * k + (k - 1) : diags + i * k;
-      const int64_t step = transpose ? k - 1 : 1;
-      for (int64_t j = 0; j < k; ++j) dst[j * kRows] = static_cast<A>(src[j * step]);
-    } else {
-      for (int64_t j = 0; j < k; ++j)
-        dst[j * kRows] = Coefficient<T, A>(pg, transpose, diags, i, j);
-    }
-  }
-}
-
-// Transposes a full 16 x 16 float block in registers: four rounds that swap
+// Transposes 16 registers of 16 floats in place: four rounds that swap
 // the off-diagonal d x d sub-blocks (d = 8, 4, 2, 1) with two-input shuffles.
-inline void Transpose16x16(const float* src, int64_t src_stride, float* dst,
-                           int64_t dst_stride) {
+inline void Transpose16x16(Simd<float>::type* row) {
   using V = Simd<float>::type;
   typedef int32_t M __attribute__((vector_size(64)));
-  V row[16];
-  for (int r = 0; r < 16; ++r) row[r] = Simd<float>::Load(src + r * src_stride);
 #define KERAS_BANDRNN_SWAP_ROUND(d, lo_mask, hi_mask)                       \
   for (int r = 0; r < 16; ++r) {                                            \
     if (r & (d)) continue;                                                  \
@@ -244,6 +193,13 @@ inline void Transpose16x16(const float* src, int64_t src_stride, float* dst,
   KERAS_BANDRNN_SWAP_ROUND(1, (M{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
                            (M{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
 #undef KERAS_BANDRNN_SWAP_ROUND
+}
+
+inline void Transpose16x16(const float* src, int64_t src_stride, float* dst,
+                           int64_t dst_stride) {
+  Simd<float>::type row[16];
+  for (int r = 0; r < 16; ++r) row[r] = Simd<float>::Load(src + r * src_stride);
+  Transpose16x16(row);
   for (int r = 0; r < 16; ++r) Simd<float>::Store(dst + r * dst_stride, row[r]);
 }
 
@@ -279,84 +235,316 @@ void Transpose(const From* src, int64_t src_stride, int64_t rows, int64_t cols,
   }
 }
 
-// Writes rows [c0, c0 + rows) of the transposed extended input into xt:
-// xt[t][b] = xe_b[c0 + t], zero for the padded batch columns b >= batch.
-// Reads each input row contiguously: the rows of x are n apart, often a power
-// of two, and walking across them would thrash the cache sets.
+// ---------------------------------------------------------------------------
+// band_matmul, large batches: a GEMM-style product in the caller's
+// (batch-major) layout, following the seed's GBMM idea.
+//
+// The output columns are cut into tiles of kTile = one SIMD register of
+// columns i0 .. i0 + kTile - 1. Those rows of the band P read only the window
+// xe[i0 .. i0 + kTile + k - 2] of each extended input row, so the band block
+// is expanded once into a dense packed tile wt[w][r] = P[i0 + r, w - r]
+// (window position w, zero corners), which every batch row reuses. The
+// micro-kernel keeps kBatchRows output registers (one per batch row) and, for
+// each window position, broadcasts xe_b[i0 + w] against the tile row:
+// FMA-bound at k / (k + kTile - 1) efficiency, with no transposes of x or y.
+// The window rows come from a small buffer of extended rows (zero padded or
+// wrapped, converted to the accumulation type) whose stride is an odd number
+// of cache lines, so that the rows of a batch block never compete for the
+// same cache sets (the rows of x are n apart, often a power of two).
+constexpr int kBatchRows = 8;          // batch rows per micro-kernel call
+constexpr int64_t kBatchBlock = 64;     // batch rows per buffer fill
+constexpr int64_t kChunkTiles = 32;    // column tiles per buffer fill
+
 template <typename T, typename A>
-void GatherTransposed(const BandGeometry& pg, const T* x, int64_t c0,
-                      int64_t rows, int64_t bp, A* xt) {
-  const int64_t n = pg.n, batch = pg.batch;
-  std::fill(xt, xt + rows * bp, A(0));
-  int64_t t = 0;
-  while (t < rows) {  // runs of rows whose sources are contiguous in x
-    int64_t s = c0 + t - pg.lower;
-    if (pg.cyclic) {
-      s %= n;
-      if (s < 0) s += n;
-    } else if (s < 0) {
-      t = std::min(rows, t - s);  // skip the zero rows before column 0
-      continue;
-    } else if (s >= n) {
-      break;  // only zero rows remain
-    }
-    const int64_t len = std::min(rows - t, n - s);
-    Transpose(x + s, n, batch, len, xt + t * bp, bp);
-    t += len;
+inline void StoreRow(typename Simd<A>::type v, T* dst) {
+  if constexpr (std::is_same<T, A>::value) {
+    std::memcpy(dst, &v, sizeof(v));
+  } else {
+    for (int c = 0; c < Simd<A>::kWidth; ++c) dst[c] = static_cast<T>(v[c]);
   }
+}
+
+// y[r, 0:kTile] = sum_w xw[r * xs + w] * wt[w, :] for r < R: one register of
+// outputs per batch row; each window value of x is broadcast straight from
+// its row.
+template <typename T, typename A, int R>
+inline void TileKernel(const A* wt, int64_t len, const A* xw, int64_t xs, T* y,
+                       int64_t ys) {
+  using S = Simd<A>;
+  typename S::type acc[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) acc[r] = S::Zero();
+  for (int64_t w = 0; w < len; ++w) {
+    const typename S::type wv = S::Load(wt + w * S::kWidth);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[r] += xw[r * xs + w] * wv;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) StoreRow<T, A>(acc[r], y + r * ys);
+}
+
+// Two neighbouring tiles at once: tile a (packed wa) reads the window
+// xw[w], w < len, and tile b (packed wb) the window xw[kTile + w]; where the
+// windows overlap each broadcast value feeds both, and the 2 R accumulators
+// hide the FMA latency better than R alone.
+template <typename T, typename A, int R>
+inline void TilePairKernel(const A* wa, const A* wb, int64_t len, const A* xw,
+                           int64_t xs, T* y, int64_t ys) {
+  using S = Simd<A>;
+  constexpr int64_t kTile = S::kWidth;
+  typename S::type acc[2][R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = S::Zero();
+  for (int64_t w = 0; w < kTile; ++w) {  // tile a alone
+    const typename S::type va = S::Load(wa + w * kTile);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[0][r] += xw[r * xs + w] * va;
+  }
+  for (int64_t w = kTile; w < len; ++w) {  // both
+    const typename S::type va = S::Load(wa + w * kTile);
+    const typename S::type vb = S::Load(wb + (w - kTile) * kTile);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const A v = xw[r * xs + w];
+      acc[0][r] += v * va;
+      acc[1][r] += v * vb;
+    }
+  }
+  for (int64_t w = len; w < len + kTile; ++w) {  // tile b alone
+    const typename S::type vb = S::Load(wb + (w - kTile) * kTile);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[1][r] += xw[r * xs + w] * vb;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    StoreRow<T, A>(acc[0][r], y + r * ys);
+    StoreRow<T, A>(acc[1][r], y + r * ys + kTile);
+  }
+}
+
+// The kernels over `rows` batch rows: whole groups of kBatchRows, then the
+// remainder (rows % kBatchRows) in one call of that size. `wb` null: one
+// tile; else a pair.
+template <typename T, typename A, int R = kBatchRows>
+inline void TileKernelRows(int rows, const A* wa, const A* wb, int64_t len,
+                           const A* xw, int64_t xs, T* y, int64_t ys) {
+  if constexpr (R > 0) {
+    if (rows != R) return TileKernelRows<T, A, R - 1>(rows, wa, wb, len, xw, xs, y, ys);
+    if (wb == nullptr) return TileKernel<T, A, R>(wa, len, xw, xs, y, ys);
+    TilePairKernel<T, A, R>(wa, wb, len, xw, xs, y, ys);
+  }
+}
+
+template <typename T, typename A>
+inline void RunTile(const A* wa, const A* wb, int64_t len, const A* xw, int64_t xs,
+                    int64_t rows, T* y, int64_t ys) {
+  int64_t r = 0;
+  for (; r + kBatchRows <= rows; r += kBatchRows)
+    TileKernelRows<T, A>(kBatchRows, wa, wb, len, xw + r * xs, xs, y + r * ys, ys);
+  if (r < rows)
+    TileKernelRows<T, A>(static_cast<int>(rows - r), wa, wb, len, xw + r * xs, xs,
+                         y + r * ys, ys);
+}
+
+// Forward product, output rows i0 .. i0 + kTile - 1 of the band of A:
+// wt[w * kTile + r] = diags[i0 + r, w - r] for window position
+// w < kTile + k - 1; zero off the band, on padding and for rows >= n. Row r of
+// diags lands on a diagonal of wt, kTile + 1 values apart.
+template <typename T, typename A>
+void PackForwardTile(const BandGeometry& g, const T* diags, int64_t i0, A* wt) {
+  constexpr int64_t kTile = Simd<A>::kWidth;
+  const int64_t n = g.n, k = g.k(), len = kTile + k - 1;
+  if constexpr (std::is_same<T, float>::value) {
+    // Interior tile (rows inside the band's padding-free part, every read
+    // inside diags): for each block of 16 window positions, load the 16
+    // shifted rows diags[i0 + r, w0 - r : w0 - r + 16], mask the slots off
+    // the band, and transpose in registers.
+    if (i0 >= g.lower && i0 + kTile + g.upper <= n && i0 * k >= kTile) {
+      using V = Simd<float>::type;
+      typedef int32_t I __attribute__((vector_size(64)));
+      I lane;
+      for (int l = 0; l < 16; ++l) lane[l] = l;
+      const int64_t padded = (len + 15) / 16 * 16;
+      for (int64_t w0 = 0; w0 < padded; w0 += 16) {
+        V row[16];
+        for (int r = 0; r < 16; ++r) {
+          // Slot j = w0 + lane - r must lie in [0, k) (and w < len).
+          const int64_t j0 = w0 - r;
+          const T* src = diags + (i0 + r) * k + j0;
+          if (j0 >= 0 && j0 + 16 <= k) {
+            row[r] = Simd<float>::Load(src);
+          } else {
+            const int64_t l0 = std::max<int64_t>(0, -j0), l1 = std::min<int64_t>(16, k - j0);
+            if ((i0 + r) * k + j0 + 16 <= n * k) {  // one read, lanes off the band masked
+              const I keep = (lane >= static_cast<int32_t>(l0)) & (lane < static_cast<int32_t>(l1));
+              I bits;
+              std::memcpy(&bits, src, sizeof(bits));
+              bits &= keep;
+              std::memcpy(&row[r], &bits, sizeof(bits));
+            } else {  // the last rows of diags: read only the slots
+              row[r] = V{};
+              for (int64_t l = l0; l < l1; ++l) row[r][l] = src[l];
+            }
+          }
+        }
+        Transpose16x16(row);
+        const int64_t rows = std::min<int64_t>(16, len - w0);
+        for (int64_t w = 0; w < rows; ++w) Simd<float>::Store(wt + (w0 + w) * 16, row[w]);
+      }
+      return;
+    }
+  }
+  std::fill(wt, wt + len * kTile, A(0));
+  for (int64_t r = 0; r < kTile && i0 + r < n; ++r) {
+    const int64_t i = i0 + r;
+    int64_t j0 = 0, j1 = k;
+    if (!g.cyclic) {  // slots whose column lies in [0, n)
+      j0 = std::max<int64_t>(0, g.lower - i);
+      j1 = std::min<int64_t>(k, n + g.lower - i);
+    }
+    const T* src = diags + i * k;
+    A* dst = wt + r * (kTile + 1);
+    for (int64_t j = j0; j < j1; ++j) dst[j * kTile] = static_cast<A>(src[j]);
+  }
+}
+
+// Transposed product (P the band of A^T), output rows i0 .. i0 + kTile - 1:
+// wt[w * kTile + r] = P[i0 + r, w - r] = A[m, i0 + r] for window position
+// w < kTile + k - 1, m = i0 + w - upper (mod n if cyclic): a contiguous slice
+// diags[m, k - 1 - w + r] of one row of diags, zero where that slot does not
+// exist, m is outside [0, n) (open) or i0 + r >= n.
+template <typename T, typename A>
+void PackRowTile(const BandGeometry& g, const T* diags, int64_t i0, A* wt) {
+  constexpr int64_t kTile = Simd<A>::kWidth;
+  const int64_t n = g.n, k = g.k(), len = kTile + k - 1;
+  const int64_t m0 = i0 - g.upper;  // row of diags for w = 0
+  if constexpr (std::is_same<T, A>::value) {
+    // Interior tile: every m in [0, n) without wrapping, every output row
+    // below n, and each kTile-wide read inside diags (lanes outside the
+    // slot range, which read a neighbouring row, are masked to zero).
+    if (m0 >= 1 && m0 + len < n && i0 + kTile <= n && m0 * k >= kTile) {
+      using S = Simd<A>;
+      for (int64_t w = 0; w < len; ++w) {
+        const A* src = diags + (m0 + w) * k + (k - 1 - w);
+        typename S::type v = S::Load(src);
+        if (w < kTile - 1 || w >= k) {  // a corner row of the tile
+          const int32_t r0 = static_cast<int32_t>(std::max<int64_t>(0, w - (k - 1)));
+          const int32_t r1 = static_cast<int32_t>(std::min<int64_t>(kTile, w + 1));
+          for (int64_t r = 0; r < kTile; ++r)
+            if (r < r0 || r >= r1) v[r] = A(0);
+        }
+        S::Store(wt + w * kTile, v);
+      }
+      return;
+    }
+  }
+  for (int64_t w = 0; w < len; ++w) {
+    A* dst = wt + w * kTile;
+    int64_t m = i0 + w - g.upper;
+    if (g.cyclic) {
+      m %= n;
+      if (m < 0) m += n;
+    } else if (m < 0 || m >= n) {
+      std::fill(dst, dst + kTile, A(0));
+      continue;
+    }
+    const int64_t r0 = std::max<int64_t>(0, w - (k - 1));
+    const int64_t r1 = std::min<int64_t>({kTile, w + 1, n - i0});
+    const T* src = diags + m * k + (k - 1 - w);
+    if (r0 == 0 && r1 == kTile) {
+      Convert(src, kTile, dst);
+    } else {
+      std::fill(dst, dst + kTile, A(0));
+      for (int64_t r = r0; r < r1; ++r) dst[r] = static_cast<A>(src[r]);
+    }
+  }
+}
+
+// Asks for the values [begin, end) of `p` (clipped to [0, size)) to be
+// brought into the cache ahead of use.
+template <typename T>
+inline void Prefetch(const T* p, int64_t begin, int64_t end, int64_t size) {
+  begin = std::max<int64_t>(begin, 0);
+  end = std::min(end, size);
+  const int64_t step = std::max<int64_t>(1, 64 / sizeof(T));
+  for (int64_t t = begin; t < end; t += step) __builtin_prefetch(p + t);
 }
 
 template <typename T>
 void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
-                       const T* diags, T* y, const ParallelFor& parallel) {
+                       const T* diags, T* y, const ParallelFor& parallel,
+                       int threads) {
   using A = typename AccOf<T>::type;
-  using S = Simd<A>;
+  constexpr int64_t kTile = Simd<A>::kWidth;
   const BandGeometry pg = transpose ? g.Transposed() : g;
   const int64_t n = g.n, k = g.k(), batch = g.batch;
-  const int64_t bp = (batch + S::kWidth - 1) / S::kWidth * S::kWidth;
-  const int64_t unit_rows = kRows * kMicroBlocks;
-  const int64_t units = (n + unit_rows - 1) / unit_rows;
-  const int64_t width = k + kRows - 1;  // tile columns
-  // Each work unit transposes the slice of the extended input it reads into
-  // a small buffer (batch-minor, L2-resident): no large temporaries.
-  const int64_t cost = unit_rows * width * bp * 2;
-  parallel(units, cost, [&](int64_t u0, int64_t u1) {
-    std::vector<A> panel(width * kRows);
-    std::vector<A> tile(unit_rows * bp);
-    std::vector<A> xt((unit_rows + width) * bp);
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t base = u * unit_rows;
-      const int64_t rows = std::min(unit_rows, n - base);
-      const int64_t blocks = (rows + kRows - 1) / kRows;
-      GatherTransposed(pg, x, base, blocks * kRows + width - 1, bp, xt.data());
-      for (int64_t mb = 0; mb < blocks; ++mb) {
-        PackPanel(pg, transpose, diags, base + mb * kRows, panel.data());
-        const A* xrow = &xt[mb * kRows * bp];
-        A* out = &tile[mb * kRows * bp];
-        int64_t b = 0;
-        for (; b + 4 * S::kWidth <= bp; b += 4 * S::kWidth)
-          MicroKernel<A, 4>(panel.data(), width, xrow + b, bp, out + b, bp);
-        switch ((bp - b) / S::kWidth) {
-          case 3: MicroKernel<A, 3>(panel.data(), width, xrow + b, bp, out + b, bp); break;
-          case 2: MicroKernel<A, 2>(panel.data(), width, xrow + b, bp, out + b, bp); break;
-          case 1: MicroKernel<A, 1>(panel.data(), width, xrow + b, bp, out + b, bp); break;
-          default: break;
+  const int64_t len = kTile + k - 1;  // window of one tile
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  // Contiguous runs of tiles, at most one per thread (the work is uniform).
+  const double fmas = static_cast<double>(tiles) * batch * len;
+  const int64_t shards = std::max<int64_t>(
+      1, std::min<int64_t>({threads, tiles, static_cast<int64_t>(fmas / kMinParallelFmas)}));
+  const int64_t chunk_tiles = std::min(kChunkTiles, (tiles + shards - 1) / shards);
+  // Buffer rows: the extended input columns a chunk reads, and the chunk's
+  // output columns; strides of an odd number of cache lines.
+  const auto odd_lines = [](int64_t values, int64_t size) {
+    const int64_t line = 64 / size;
+    return (((values + line - 1) / line) | 1) * line;
+  };
+  const int64_t stride = odd_lines(chunk_tiles * kTile + k - 1, sizeof(A));
+  const int64_t ystride = odd_lines(chunk_tiles * kTile, sizeof(T));
+  const int64_t rows_per_fill = std::min(batch, kBatchBlock);
+  ShardedFor(parallel, static_cast<int>(shards), tiles, fmas, 0, [&](int64_t t_begin, int64_t t_end) {
+    std::vector<A> buf(rows_per_fill * stride);
+    std::vector<T> ybuf(rows_per_fill * ystride);
+    std::vector<A> tiles_buf(2 * len * kTile);
+    for (int64_t c0 = t_begin; c0 < t_end; c0 += chunk_tiles) {
+      const int64_t c1 = std::min(t_end, c0 + chunk_tiles);
+      const int64_t col0 = c0 * kTile;
+      const int64_t fill = (c1 - c0) * kTile + k - 1;
+      const int64_t out_cols = std::min(n, c1 * kTile) - col0;
+      for (int64_t b0 = 0; b0 < batch; b0 += kBatchBlock) {
+        const int64_t rows = std::min(kBatchBlock, batch - b0);
+        for (int64_t r = 0; r < rows; ++r)
+          ExtendSlice(pg, x + (b0 + r) * n, col0, fill, &buf[r * stride]);
+        for (int64_t t = c0; t < c1; t += 2) {  // pairs of tiles, a last one alone
+          const bool pair = t + 1 < c1;
+          // The packed tiles do not depend on the batch block; repacking
+          // them per block keeps them in L1 (batch > kBatchBlock is rare).
+          // The rows of diags the next tiles add are fetched meanwhile.
+          for (int64_t q = 0; q < (pair ? 2 : 1); ++q) {
+            const int64_t i0 = (t + q) * kTile;
+            A* wt = &tiles_buf[q * len * kTile];
+            if (transpose) {
+              const int64_t m_next = i0 + len - g.upper;
+              Prefetch(diags, m_next * k, (m_next + 2 * kTile) * k, n * k);
+              PackRowTile(g, diags, i0, wt);
+            } else {
+              Prefetch(diags, (i0 + 2 * kTile) * k, (i0 + 3 * kTile) * k, n * k);
+              PackForwardTile(g, diags, i0, wt);
+            }
+          }
+          const int64_t off = t * kTile - col0;
+          RunTile(tiles_buf.data(), pair ? &tiles_buf[len * kTile] : nullptr, len,
+                  &buf[off], stride, rows, &ybuf[off], ystride);
         }
+        // Long contiguous runs: many short row writes of y, n apart, would
+        // each wait for their cache line.
+        for (int64_t r = 0; r < rows; ++r)
+          std::memcpy(y + (b0 + r) * n + col0, &ybuf[r * ystride], out_cols * sizeof(T));
       }
-      // Write the unit's rows back in the caller's (batch, n) layout.
-      Transpose(tile.data(), bp, rows, batch, y + base, n);
     }
   });
 }
 
 template <typename T>
 void BandMatmul(const BandGeometry& g, bool transpose, const T* x,
-                const T* diags, T* y, const ParallelFor& parallel) {
+                const T* diags, T* y, const ParallelFor& parallel, int threads = 1) {
   if (g.batch == 0 || g.n == 0) return;
   if (g.batch >= kBlockedMinBatch) {
-    BandMatmulBlocked(g, transpose, x, diags, y, parallel);
+    BandMatmulBlocked(g, transpose, x, diags, y, parallel, threads);
   } else {
-    BandMatmulSmallBatch(g, transpose, x, diags, y, parallel);
+    BandMatmulSmallBatch(g, transpose, x, diags, y, parallel, threads);
   }
 }
 
@@ -400,7 +588,7 @@ inline void OuterKernel(const A* a, const A* be, int64_t stride, int64_t batch,
 
 template <typename T>
 void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
-               const ParallelFor& parallel) {
+               const ParallelFor& parallel, int threads = 1) {
   using A = typename AccOf<T>::type;
   using S = Simd<A>;
   const int64_t n = g.n, k = g.k(), batch = g.batch;
@@ -410,7 +598,8 @@ void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
   const int64_t span = kOuterUnit + tile_width;       // extended columns a unit reads
   const int64_t stride = 2 * span + S::kWidth;        // a then b; not a power of two
   const int64_t units = (n + kOuterUnit - 1) / kOuterUnit;
-  parallel(units, batch * kOuterUnit * tile_width * 2 + kOuterUnit * k * 4,
+  const double fmas = static_cast<double>(units) * batch * kOuterRows * vecs * (kOuterUnit / kOuterRows);
+  ShardedFor(parallel, threads, units, fmas, kMinParallelFmas,
            [&](int64_t u0, int64_t u1) {
              std::vector<A> buf(std::max<int64_t>(1, batch) * stride);
              std::vector<A> tile(kOuterRows * tile_width);

@@ -186,6 +186,68 @@ def test_large_batches(impl, band, dtype, batch):
         ref.assert_close(numpy64(dd), dd_ref, mag_dd, dtype, what=f"d/ddiags transpose={transpose}")
 
 
+# Edge paths of the blocked CPU kernel (custom_ops/cpu/band_cpu.h): tiles of
+# 16 float32 (8 float64) output columns handled in pairs (an odd tile count
+# leaves one alone), n not a multiple of the tile, batch rows in groups of 8
+# with a remainder, more than one 64-row batch block, more than one 32-tile
+# buffer chunk, work split over two threads (n = 1000 with k = 65), interior
+# tiles packed by vector loads next to padded edge tiles, narrow bands
+# (k < 16) whose last rows the packing must not read past, and cyclic bands
+# with k close to n.
+BLOCKED_CASES = [
+    # (n, lower, upper, cyclic, batch)
+    (16, 3, 4, False, 8),       # one full tile, batch exactly 8
+    (31, 2, 2, True, 9),        # one full and one partial tile
+    (48, 5, 7, False, 15),      # three tiles: a pair and one alone
+    (200, 2, 1, False, 8),      # k = 4: interior tiles and the last rows of diags
+    (200, 0, 0, True, 13),      # k = 1
+    (130, 64, 64, True, 10),    # cyclic, k = 129 close to n
+    (70, 30, 39, True, 12),     # cyclic, k == n
+    (97, 40, 56, False, 11),    # open, k == n, every tile padded
+    (600, 16, 15, True, 130),   # batch blocks of 64 (+ 2 rows), two chunks
+    (1000, 32, 32, False, 64),  # the benchmark's band, split over threads
+    (1000, 32, 32, True, 67),
+    (1537, 7, 50, False, 24),   # asymmetric, odd tile count over chunks
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("case", BLOCKED_CASES, ids=lambda c: "n{}-l{}-u{}-{}-b{}".format(
+    c[0], c[1], c[2], "cyc" if c[3] else "open", c[4]))
+def test_blocked_kernel_edges(impl, case, dtype):
+    """Both products of the blocked (batch >= 8) kernel against float64."""
+    n, lower, upper, cyclic, batch = case
+    (x, x64), (d, d64), _ = _inputs(("blocked", case, dtype), n, lower, upper, (batch,), dtype)
+    for transpose in (False, True):
+        y = ops.band_matmul(x, d, lower, upper, cyclic=cyclic, transpose=transpose)
+        ref.assert_close(
+            numpy64(y), ref.band_matmul(x64, d64, lower, upper, cyclic, transpose),
+            ref.magnitude_matmul(x64, d64, lower, upper, cyclic, transpose), dtype,
+            what=f"band_matmul transpose={transpose}",
+        )
+
+
+@pytest.mark.parametrize("case", [(2500, 32, 32, False, 7), (3001, 3, 60, True, 5), (1000, 32, 32, True, 64)],
+                         ids=["n2500-b7", "n3001-cyc-b5", "n1000-cyc-b64"])
+def test_work_split_over_threads(impl, case):
+    """Sizes large enough for the CPU kernels to split the work over threads:
+    the small-batch products and band_outer."""
+    n, lower, upper, cyclic, batch = case
+    (x, x64), (d, d64), (w, w64) = _inputs(("split", case), n, lower, upper, (batch,), "float32")
+    for transpose in (False, True):
+        y = ops.band_matmul(x, d, lower, upper, cyclic=cyclic, transpose=transpose)
+        ref.assert_close(
+            numpy64(y), ref.band_matmul(x64, d64, lower, upper, cyclic, transpose),
+            ref.magnitude_matmul(x64, d64, lower, upper, cyclic, transpose), "float32",
+            what=f"band_matmul transpose={transpose}",
+        )
+    g = ops.band_outer(x, w, lower, upper, cyclic=cyclic)
+    ref.assert_close(
+        numpy64(g), ref.band_outer(x64, w64, lower, upper, cyclic),
+        ref.magnitude_outer(x64, w64, lower, upper, cyclic), "float32", what="band_outer",
+    )
+
+
 @pytest.mark.parametrize(
     "batch", [(), (3,), (2, 3), (2, 1, 3), (0,), (2, 0), (0, 3, 2)],
     ids=lambda b: "batch" + "x".join(map(str, b)) if b else "unbatched",
