@@ -1,11 +1,13 @@
 // Framework-free CPU block-sparse matmul (SPEC section 3), used by the
 // TensorFlow kernels in kernels/block_sparse_matmul_op.cc.
 //
-// Work is proportional to the active (b, blk) pairs: for every column block
-// the rows active in it are gathered into a dense tile and multiplied with
-// Eigen's vectorised GEMM (built with -march=native), then scattered back.
-// float and double compute in their own precision; Eigen::half and
-// Eigen::bfloat16 are converted to float tiles and accumulate in float32.
+// Work is proportional to the active (b, blk) pairs. The forward product in
+// float and double runs register-blocked micro-kernels over the active rows of
+// each column block, reading x and w in place, in chunks of k that sweep all
+// blocks (see block_sparse_matmul.cc); the gradients, and Eigen::half /
+// Eigen::bfloat16 (converted to float tiles, accumulating in float32), gather
+// the active rows into dense tiles for Eigen's GEMM (built with
+// -march=native) and scatter the results back.
 #ifndef KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 #define KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 

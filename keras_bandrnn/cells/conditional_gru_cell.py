@@ -58,8 +58,10 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
     - `gating="block"` (for batches): unit block `i` (of `units // gate_dim`
       units) is open for a sample when its gate is > 0. The `r` and `h_cand`
       parts of the input and recurrent products are computed only for open
-      (sample, block) pairs, by `keras_bandrnn.ops.block_sparse_matmul`;
-      closed blocks pass `h` through exactly.
+      (sample, block) pairs, by `keras_bandrnn.ops.block_sparse_matmul`,
+      and `r`, `h_cand` and the state update only on those pairs (gathered,
+      then scattered into `h`): past the gate, a step's cost scales with the
+      open fraction, and closed blocks pass `h` through exactly.
     - `gating="unstructured"` (meant for batch 1): only the weight columns of
       units open for some sample in the batch are gathered and multiplied.
     Results equal the dense computation (`conditional_inference=False`, also
@@ -323,14 +325,14 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         gate = self._gate(x_d, h_d, training)
         closed = ops.mean(ops.cast(ops.equal(gate, 0), "float32"))
         self.closed_fraction.update_state(closed)
-        z = self._expand(gate)
 
         if not training and self.conditional_inference:
             if self.gating == "block":
-                h_new = self._block_conditional(x, h, gate, z)
+                h_new = self._block_conditional(x, h, gate)
             else:
-                h_new = self._unstructured_conditional(x, h, z)
+                h_new = self._unstructured_conditional(x, h, gate)
         else:
+            z = self._expand(gate)
             xp = ops.matmul(x_d, self.kernel)
             if self.use_bias:
                 xp = xp + self.bias
@@ -345,21 +347,37 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
             return ops.matmul(h, self.recurrent_kernel)
         return tf.matmul(h, ops.cast(self.recurrent_kernel, h.dtype), transpose_b=True)
 
-    def _block_conditional(self, x, h, gate, z):
-        """Only the open (sample, block) pairs are multiplied."""
+    def _block_conditional(self, x, h, gate):
+        """Only the open (sample, block) pairs are multiplied and updated.
+
+        The products come from `block_sparse_matmul` (work proportional to the
+        open pairs); the open pairs' `r`, `h_cand` and state update are then
+        computed on those pairs alone (gathered), and scattered into `h`, so
+        that closed blocks keep `h` exactly and cost nothing past the gate.
+        """
+        g, L = self.gate_dim, self.layout_block
+        batch = ops.shape(h)[0]
         mask = gate > 0
-        bs = 2 * self.layout_block
-        xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, bs)
+        xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
+        hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, 2 * L)
+        pairs = tf.where(mask)  # (P, 2): (sample, block) of the open pairs
+        xo = tf.gather_nd(tf.reshape(xp, (batch, g, 2, L)), pairs)  # (P, 2, L)
         if self.use_bias:
-            xp = xp + ops.cast(self.bias, x.dtype)
-        hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, bs)
-        hc = self._candidate(xp, hp)
-        # Closed blocks have z == 0: (1 - 0) * h + 0 * h_cand is h exactly
-        # (h_cand is finite there: the products are 0).
-        return (1.0 - z) * h + z * hc
+            xo = xo + tf.gather(tf.reshape(ops.cast(self.bias, x.dtype), (g, 2, L)), pairs[:, 1])
+        ho = tf.gather_nd(tf.reshape(hp, (batch, g, 2, L)), pairs)
+        xr, xh = tf.unstack(xo, axis=1)
+        hr, hh = tf.unstack(ho, axis=1)
+        r = self.recurrent_activation(xr + hr)
+        hc = self.activation(xh + r * hh)
+        h3 = tf.reshape(h, (batch, g, L))
+        z = tf.gather_nd(gate, pairs)[:, None]
+        # The dense path's arithmetic, (1 - z) * h + z * h_cand, on open pairs.
+        h_open = (1.0 - z) * tf.gather_nd(h3, pairs) + z * hc
+        return tf.reshape(tf.tensor_scatter_nd_update(h3, pairs, h_open), (batch, self.units))
 
     def _unstructured_conditional(self, x, h, z):
         """Only the weight columns of units open for some sample are used."""
+        z = self._expand(z)
         u = self.units
         open_units = tf.reshape(tf.where(tf.reduce_any(z > 0, axis=0)), [-1])
         open_units = tf.cast(open_units, tf.int32)

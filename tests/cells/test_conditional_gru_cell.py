@@ -158,6 +158,43 @@ def test_conditional_equals_dense_inference(impl, gating):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("gate_dim", [1, 4, 16])
+def test_block_inference_with_mixed_samples(impl, gate_dim):
+    """One batch with a sample whose gates are all closed, one all open, and mixes.
+
+    The conditional path gathers the open (sample, block) pairs and scatters
+    their update into `h`: it must equal the dense path and the reference on
+    open pairs and be `h` bit for bit on closed ones, whatever the pattern.
+    """
+    rng = np.random.default_rng(12 + gate_dim)
+    cells = [make_cell("block", s=-0.4, gate_dim=gate_dim, conditional_inference=c) for c in (True, False)]
+    randomize(cells[0], rng)
+    # Input feature 4 drives every gate far below 0 (closed: the moving means
+    # are > 0 and s < 0), feature 3 far above (open).
+    gk = cells[0].gate_kernel.numpy()
+    gk[3], gk[4] = 100.0, -100.0
+    cells[0].gate_kernel.assign(gk)
+    cells[1].set_weights(cells[0].get_weights())
+    x = rng.standard_normal((BATCH, INPUT_DIM)).astype("float32")
+    x[:, 3:] = 0.0
+    x[1, 4] = x[2, 3] = 1.0
+    h = rng.standard_normal((BATCH, UNITS)).astype("float32")
+    cond, _ = cells[0](x, [h], training=False)
+    dense, _ = cells[1](x, [h], training=False)
+    expected, gate, _ = reference_step(weights(cells[0]), x.astype(np.float64), h.astype(np.float64), "block", -0.4, False)
+    assert (gate[1] == 0).all() and (gate[2] > 0).all()
+    closed = np.repeat(gate == 0, UNITS // gate_dim, axis=1)
+    np.testing.assert_allclose(cond.numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cond.numpy(), dense.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(cond.numpy()[closed], h[closed])
+
+
+def test_block_inference_empty_batch(impl):
+    cell = make_cell("block", s=-0.3)
+    out, state = cell(np.zeros((0, INPUT_DIM), "float32"), [np.zeros((0, UNITS), "float32")], training=False)
+    assert out.shape == (0, UNITS) and state[0].shape == (0, UNITS)
+
+
 def test_all_gates_closed_and_all_open(impl):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((BATCH, INPUT_DIM)).astype("float32")

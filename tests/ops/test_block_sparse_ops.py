@@ -287,3 +287,21 @@ def test_compiled_and_pure_tf_agree_on_larger_problem():
     with pure_tf():
         fallback = block_sparse_matmul(*args)
     np.testing.assert_allclose(compiled.numpy(), fallback.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("block_size", [16, 24, 48, 64, 72, 80])
+@pytest.mark.parametrize("density", [0.05, 0.3, 1.0])
+def test_tiled_kernel_paths(impl, dtype, block_size, density):
+    """Shapes that reach every path of the CPU micro-kernels.
+
+    K = 600 spans several k chunks (the partial sums are reloaded), batch 40
+    gives blocks with 0 to 40 active rows (one or several row tiles, 1 to 12
+    rows each), and the block sizes mix column tiles of 4, 2 and 1 vectors
+    with scalar tails, in float32 (16 lanes) and float64 (8 lanes).
+    """
+    rng = np.random.default_rng(block_size + int(100 * density))
+    x, w, mask = make_inputs(rng, 40, 600, 3 * block_size, block_size, density, dtype)
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
+    tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
