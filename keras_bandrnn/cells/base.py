@@ -23,8 +23,18 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from keras_bandrnn import band
 from keras_bandrnn import ops as band_ops
+from keras_bandrnn.ops.band_ops import band_rnn_step
 from keras_bandrnn.export import SavedModelGuard
 from keras_bandrnn.initializers import Shift
+
+
+# Keras activations the fused band step computes itself (by op attribute name).
+_STEP_ACTIVATION_NAMES = {
+    activations.tanh: "tanh",
+    activations.sigmoid: "sigmoid",
+    activations.relu: "relu",
+    activations.linear: "linear",
+}
 
 
 def _check_int(value, name, minimum):
@@ -136,13 +146,18 @@ class RecurrentCellBase(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
             sequence = sequence * dp_mask
         z = ops.matmul(sequence, self.kernel)
         if self.bias is not None:
-            z = z + self.bias
+            # BiasAdd rather than `+`: Grappler fuses MatMul + BiasAdd into one op.
+            z = tf.nn.bias_add(z, tf.cast(self.bias, z.dtype))
         if training and rec_dp_mask is not None:
             h_prev = h_prev * rec_dp_mask
-        z = z + self._recurrent(h_prev)
-        output = self.activation(z) if self.activation is not None else z
+        output = self._step(z, h_prev)
         new_state = [output] if isinstance(states, (list, tuple)) else output
         return output, new_state
+
+    def _step(self, z, h):
+        """`activation(z + recurrence(h))`; subclasses may fuse it."""
+        z = z + self._recurrent(h)
+        return self.activation(z) if self.activation is not None else z
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.state_size), dtype=self.compute_dtype)]
@@ -349,11 +364,32 @@ class BandCellBase(RecurrentCellBase):
             return tf.roll(h, shift=s, axis=-1)
         return tf.pad(h[:, : self.units - s], [[0, 0], [s, 0]])
 
+    def _extra_recurrent(self, h):
+        """The recurrence besides the trainable band (or None): the fixed shift."""
+        return self._fixed_shift(h) if self.fixed_shift else None
+
     def _recurrent(self, h):
         y = band_ops.band_matmul(h, self._band_diags(), self.lower, self.upper, cyclic=self.cyclic)
-        if self.fixed_shift:
-            y = y + self._fixed_shift(h)
-        return y
+        extra = self._extra_recurrent(h)
+        return y if extra is None else y + extra
+
+    def _step(self, z, h):
+        """`activation(z + extra(h) + band_matmul(h, D))` as one fused op.
+
+        `band_ops.band_rnn_step` runs the band product, the sum and the
+        activation (and, backward, their gradients) as one op on CPU, and
+        falls back to separate ops elsewhere. Activations it does not know
+        take the generic path.
+        """
+        name = _STEP_ACTIVATION_NAMES.get(self.activation)
+        if name is None:
+            return super()._step(z, h)
+        extra = self._extra_recurrent(h)
+        if extra is not None:
+            z = z + extra
+        return band_rnn_step(
+            z, h, self._band_diags(), self.lower, self.upper, cyclic=self.cyclic, activation=name
+        )
 
     def _recurrent_config(self):
         return {
