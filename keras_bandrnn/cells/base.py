@@ -373,16 +373,23 @@ class BandCellBase(RecurrentCellBase):
         extra = self._extra_recurrent(h)
         return y if extra is None else y + extra
 
-    def _step(self, z, h):
-        """`activation(z + extra(h) + band_matmul(h, D))` as one fused op.
+    # Whether `_step` uses the fused `band_ops.band_rnn_step` op. Off: in the
+    # benchmark model (BandCell(896) in keras.layers.RNN, batch 64) the fused
+    # op alone is 0.6-0.75x the time of the separate ops, but the whole
+    # training step was slower with it on this machine (about 2x the minor
+    # page faults per step from glibc's malloc; with malloc trimming turned
+    # off it was faster). See BENCHMARKS.md, `benchmarks/cells.py`.
+    _fuse_step = False
 
-        `band_ops.band_rnn_step` runs the band product, the sum and the
-        activation (and, backward, their gradients) as one op on CPU, and
-        falls back to separate ops elsewhere. Activations it does not know
-        take the generic path.
+    def _step(self, z, h):
+        """`activation(z + extra(h) + band_matmul(h, D))`.
+
+        With `_fuse_step`, `band_ops.band_rnn_step` runs the band product,
+        the sum and the activation (and, backward, their gradients) as one op
+        on CPU. Activations it does not know take the generic path.
         """
         name = _STEP_ACTIVATION_NAMES.get(self.activation)
-        if name is None:
+        if not self._fuse_step or name is None:
             return super()._step(z, h)
         extra = self._extra_recurrent(h)
         if extra is not None:

@@ -1,4 +1,4 @@
-"""The band cells run their step as one fused op where it applies."""
+"""The band cells' fused step (`_fuse_step`, off by default) where it applies."""
 
 import keras
 import numpy as np
@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 import keras_bandrnn as kb
-from keras_bandrnn.cells.base import RecurrentCellBase
 
 
 def op_types(fn, *args):
@@ -31,13 +30,17 @@ def train_step_ops(cell):
     return op_types(step, x)
 
 
+def fused(cls):
+    return type("Fused" + cls.__name__, (cls,), {"_fuse_step": True})
+
+
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: kb.BandCell(16, half_width=2),
-        lambda: kb.ClosedBandCell(16, half_width=3, shift=3, fixed_shift=True, activation=None),
-        lambda: kb.GridBandCell(16, half_width=1, grid_stride=4, activation="relu"),
-        lambda: kb.BandCell(16, half_width=3, active_half_width=1, activation="sigmoid"),
+        lambda: fused(kb.BandCell)(16, half_width=2),
+        lambda: fused(kb.ClosedBandCell)(16, half_width=3, shift=3, fixed_shift=True, activation=None),
+        lambda: fused(kb.GridBandCell)(16, half_width=1, grid_stride=4, activation="relu"),
+        lambda: fused(kb.BandCell)(16, half_width=3, active_half_width=1, activation="sigmoid"),
     ],
     ids=["band", "closed_fixed_shift_linear", "grid_relu", "band_scheduled_sigmoid"],
 )
@@ -50,16 +53,13 @@ def test_cells_use_the_fused_step_with_the_compiled_kernels(impl, make):
         assert "BandMatmul" not in types and "BandOuter" not in types
 
 
-def test_other_activations_take_the_generic_path(impl):
-    types = train_step_ops(kb.BandCell(16, half_width=2, activation="softsign"))
-    assert "BandRnnStep" not in types
-    if impl == "compiled":
-        assert "BandMatmul" in types
-
-
-class _Unfused(kb.BandCell):
-    def _step(self, z, h):
-        return RecurrentCellBase._step(self, z, h)
+def test_other_activations_and_the_default_take_the_generic_path(impl):
+    for cell in (fused(kb.BandCell)(16, half_width=2, activation="softsign"),
+                 kb.BandCell(16, half_width=2)):
+        types = train_step_ops(cell)
+        assert "BandRnnStep" not in types
+        if impl == "compiled":
+            assert "BandMatmul" in types
 
 
 def test_fused_and_unfused_cells_train_alike(impl):
@@ -68,7 +68,7 @@ def test_fused_and_unfused_cells_train_alike(impl):
     x = rng.normal(size=(8, 12, 3)).astype(np.float32)
     y = rng.normal(size=(8, 12, 3)).astype(np.float32)
     weights = []
-    for cls in (kb.BandCell, _Unfused):
+    for cls in (fused(kb.BandCell), kb.BandCell):
         keras.utils.set_random_seed(1)
         model = keras.Sequential([
             keras.Input((12, 3)),
