@@ -373,12 +373,14 @@ class BandCellBase(RecurrentCellBase):
         extra = self._extra_recurrent(h)
         return y if extra is None else y + extra
 
-    # Whether `_step` uses the fused `band_ops.band_rnn_step` op. Off: in the
-    # benchmark model (BandCell(896) in keras.layers.RNN, batch 64) the fused
-    # op alone is 0.6-0.75x the time of the separate ops, but the whole
-    # training step was slower with it on this machine (about 2x the minor
-    # page faults per step from glibc's malloc; with malloc trimming turned
-    # off it was faster). See BENCHMARKS.md, `benchmarks/cells.py`.
+    # Whether `_step` uses the fused `band_ops.band_rnn_step` op. Off until it
+    # is a clear win: for BandCell(896), batch 64, 100 steps the fused op and
+    # its gradient alone take 0.6-0.75x the time of the separate ops, but in
+    # the whole Keras training step on the shared 2-core machine it was
+    # faster in 2 and slower (up to 2x) in 3 of 5 same-process comparisons
+    # with the default allocator, the slow runs with 2-4x the minor page
+    # faults per step; with glibc's malloc trimming off it was faster
+    # (1.69x vs 2.05x LSTM(128)). See BENCHMARKS.md, `benchmarks/cells.py`.
     _fuse_step = False
 
     def _step(self, z, h):
