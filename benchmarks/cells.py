@@ -265,7 +265,7 @@ def main():
            "The step without band work is already over 1.5x LSTM(128) in this run.")
         + "\n")
     out(f"Minor page faults: the 896-wide models fault in about {faults[small[0][0]]:.0f} pages per step "
-        f"(LSTM(128): {faults['LSTM(128)']:.0f}; 700 to 6,600 seen across runs, up to about one "
+        f"(LSTM(128): {faults['LSTM(128)']:.0f}; from a few hundred to 6,600 seen across runs, up to about one "
         f"(100, 64, 896) float32 sequence tensor of 5600 pages): glibc's malloc returns freed blocks "
         f"to the kernel and they are faulted in again "
         f"(running with `MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=4194304` removed them "

@@ -377,10 +377,10 @@ class BandCellBase(RecurrentCellBase):
     # is a clear win: for BandCell(896), batch 64, 100 steps the fused op and
     # its gradient alone take 0.6-0.75x the time of the separate ops, but in
     # the whole Keras training step on the shared 2-core machine it was
-    # faster in 2 and slower (up to 2x) in 3 of 5 same-process comparisons
-    # with the default allocator, the slow runs with 2-4x the minor page
-    # faults per step; with glibc's malloc trimming off it was faster
-    # (1.69x vs 2.05x LSTM(128)). See BENCHMARKS.md, `benchmarks/cells.py`.
+    # faster in 2 and slower (by 10% up to 2x) in 4 of 6 same-process
+    # comparisons with the default allocator, among them the one on a quiet
+    # machine (0.0484 vs 0.0439 s); with glibc's malloc trimming off it was
+    # faster (1.69x vs 2.05x LSTM(128), loaded machine). See BENCHMARKS.md.
     _fuse_step = False
 
     def _step(self, z, h):
