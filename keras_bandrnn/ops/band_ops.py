@@ -6,6 +6,7 @@ derivative, of any order, stays inside the op family and keeps linear cost.
 
 import tensorflow as tf
 
+from keras_bandrnn import _lib
 from keras_bandrnn import band
 from keras_bandrnn.ops import band_fallback
 from keras_bandrnn.ops import dispatch
@@ -193,3 +194,117 @@ def _band_outer_grad(op, dg):
     da = band_matmul(b, dg, transpose=False, **attrs)
     db = band_matmul(a, dg, transpose=True, **attrs)
     return da, db
+
+
+# The fused band-RNN step ---------------------------------------------------
+# `activation` name -> (forward on a pre-activation, derivative written with
+# the output, its derivative with respect to the output). The fused kernels
+# compute the same; the pure-TF path and the second derivatives use these.
+STEP_ACTIVATIONS = {
+    "tanh": (tf.math.tanh, lambda y: 1 - y * y, lambda y: -2 * y),
+    "sigmoid": (tf.math.sigmoid, lambda y: y * (1 - y), lambda y: 1 - 2 * y),
+    "relu": (tf.nn.relu, lambda y: tf.cast(y > 0, y.dtype), None),
+    "linear": (tf.identity, None, None),
+}
+
+
+def _fused_step_library():
+    """The library when the fused step should be used: compiled and CPU-only.
+
+    The step has CPU kernels only; on a machine with a GPU the unfused ops
+    (which have CUDA kernels) keep the whole loop on the GPU.
+    """
+    lib = dispatch.library()
+    if lib is None or not hasattr(lib, "band_rnn_step"):
+        return None
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    return lib
+
+
+def band_rnn_step(z, h, diags, lower, upper, cyclic=False, activation="tanh", name=None):
+    """One step of a band RNN: `activation(z + band_matmul(h, diags))`.
+
+    On CPU with the compiled library this is one op (and its gradient one op
+    too), instead of the band product, the add, the activation and their
+    gradients as separate ops, each with its own `(batch, n)` temporary; the
+    band cells call it once per time step. Elsewhere (pure-TF fallback,
+    `pure_tf()`, export, a GPU machine) it is built from those ops, with the
+    same results to float tolerance. Differentiable to any order.
+
+    Args:
+        z: `(..., n)` float tensor, the input part of the pre-activation.
+        h: `(..., n)` tensor of the shape and dtype of `z`, the previous state.
+        diags: `(n, lower + upper + 1)` band of the same dtype.
+        lower, upper, cyclic: the band, as in `band_matmul`.
+        activation: one of `"tanh"`, `"sigmoid"`, `"relu"`, `"linear"`.
+        name: optional op name.
+
+    Returns:
+        A tensor with the shape and dtype of `h`.
+
+    Example:
+
+    >>> h = tf.ones([2, 4])
+    >>> diags = tf.ones([4, 3])
+    >>> band_rnn_step(tf.zeros([2, 4]), h, diags, 1, 1, activation="linear").numpy()[0]
+    array([2., 3., 3., 2.], dtype=float32)
+    """
+    if activation not in STEP_ACTIVATIONS:
+        raise ValueError(
+            f"`activation` must be one of {', '.join(STEP_ACTIVATIONS)}; got {activation!r}."
+        )
+    with tf.name_scope(name or "band_rnn_step"):
+        z = convert(z, "z")
+        h = convert(h, "h")
+        diags = convert(diags, "diags")
+        _check_same_dtype(h, "h", z, "z")
+        _check_same_dtype(h, "h", diags, "diags")
+        _check_vector_arg(h, "h")
+        if not z.shape.is_compatible_with(h.shape):
+            raise ValueError(f"`z` and `h` must have the same shape, got {z.shape} and {h.shape}.")
+        n = h.shape[-1] if h.shape.rank is not None else None
+        k = band.check_band_args(n, lower, upper, cyclic)
+        _check_diags(diags, n, k)
+        lib = _fused_step_library()
+        if lib is not None:
+            return lib.band_rnn_step(
+                z, h, diags, lower=lower, upper=upper, cyclic=bool(cyclic), activation=activation
+            )
+        pre = z + band_matmul(h, diags, lower, upper, cyclic)
+        return STEP_ACTIVATIONS[activation][0](pre)
+
+
+def _step_attrs(op):
+    return _attrs(op, "lower", "upper", "cyclic")
+
+
+@tf.RegisterGradient("BandRnnStep")
+def _band_rnn_step_grad(op, dout):
+    _, h, diags = op.inputs
+    # The forward op exists, so the library is loaded (even inside pure_tf()).
+    dz, dh, ddiags = _lib.op_library().band_rnn_step_grad(
+        dout, op.outputs[0], h, diags, activation=op.get_attr("activation").decode(),
+        **_step_attrs(op),
+    )
+    return dz, dh, ddiags
+
+
+@tf.RegisterGradient("BandRnnStepGrad")
+def _band_rnn_step_grad_grad(op, gdz, gdh, gdiags):
+    """Second derivatives, with the band ops (which are differentiable again)."""
+    dout, out, h, diags = op.inputs
+    dz = op.outputs[0]
+    a = _step_attrs(op)
+    _, deriv, deriv2 = STEP_ACTIVATIONS[op.get_attr("activation").decode()]
+    # Total gradient reaching dz through its three uses.
+    g = gdz if gdz is not None else tf.zeros_like(dz)
+    if gdh is not None:
+        g = g + band_matmul(gdh, diags, transpose=False, **a)
+    if gdiags is not None:
+        g = g + band_matmul(h, gdiags, transpose=False, **a)
+    d_dout = g * deriv(out) if deriv is not None else g
+    d_out = g * dout * deriv2(out) if deriv2 is not None else tf.zeros_like(out)
+    d_h = band_matmul(dz, gdiags, transpose=True, **a) if gdiags is not None else tf.zeros_like(h)
+    d_diags = band_outer(dz, gdh, **a) if gdh is not None else tf.zeros_like(diags)
+    return d_dout, d_out, d_h, d_diags

@@ -128,6 +128,12 @@ def activation_fns(cell):
         return np.tanh, lambda h: 1.0 - h * h
     if name == "linear":
         return (lambda z: z), (lambda h: np.ones_like(h))
+    if name == "sigmoid":
+        return (lambda z: 1 / (1 + np.exp(-z))), (lambda h: h * (1 - h))
+    if name == "relu":
+        return (lambda z: np.maximum(z, 0)), (lambda h: (h > 0).astype(np.float64))
+    if name == "softsign":  # not one the fused step knows: the generic path
+        return (lambda z: z / (1 + np.abs(z))), (lambda h: (1 - np.abs(h)) ** 2)
     raise NotImplementedError(name)
 
 
