@@ -19,7 +19,6 @@ read-out, MSE loss, SGD update):
 2. n = 8192: BandCell against SimpleRNN (same batch and steps).
 3. Where the time of a small-n step goes: the same model with a one-diagonal
    band (`half_width=0`: the same ops per step, next to no band arithmetic),
-   the cell with its step as the fused `BandRnnStep` op (off by default),
    and band_matmul plus its two gradient products alone.
    From these, the band-product time per call the 1.5x-LSTM target needs.
 4. Large BandCells (half-width 32, batch 8, 32 steps) at 2**18 and 2**20
@@ -55,16 +54,6 @@ def _tf():
     return keras, np, tf, kb
 
 
-def _fused_cell(units, half_width):
-    """A BandCell whose step is the fused `BandRnnStep` op (`_fuse_step`)."""
-    keras, np, tf, kb = _tf()
-
-    class FusedBandCell(kb.BandCell):
-        _fuse_step = True
-
-    return FusedBandCell(units, half_width=half_width)
-
-
 def build_model(kind, units, steps, half_width=32):
     """A model as a user trains it: RNN (return_sequences) + Dense read-out."""
     keras, np, tf, kb = _tf()
@@ -72,8 +61,6 @@ def build_model(kind, units, steps, half_width=32):
         layer = keras.layers.RNN(kb.BandCell(units, half_width=half_width), return_sequences=True)
     elif kind == "band_width1":
         layer = keras.layers.RNN(kb.BandCell(units, half_width=0), return_sequences=True)
-    elif kind == "band_fused":
-        layer = keras.layers.RNN(_fused_cell(units, half_width), return_sequences=True)
     elif kind == "lstm":
         layer = keras.layers.LSTM(units, return_sequences=True)
     elif kind == "gru":
@@ -229,7 +216,6 @@ def main():
         ("GRU(160)", "gru", 160),
         ("SimpleRNN(256)", "simple_rnn", 256),
         ("SimpleRNN(896)", "simple_rnn", 896),
-        ("BandCell(896, half_width=32), step as the fused BandRnnStep op", "band_fused", 896),
         ("BandCell(896, half_width=0): one diagonal, no band work", "band_width1", 896),
     ]
     faults = {}

@@ -23,18 +23,8 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from keras_bandrnn import band
 from keras_bandrnn import ops as band_ops
-from keras_bandrnn.ops.band_ops import band_rnn_step
 from keras_bandrnn.export import SavedModelGuard
 from keras_bandrnn.initializers import Shift
-
-
-# Keras activations the fused band step computes itself (by op attribute name).
-_STEP_ACTIVATION_NAMES = {
-    activations.tanh: "tanh",
-    activations.sigmoid: "sigmoid",
-    activations.relu: "relu",
-    activations.linear: "linear",
-}
 
 
 def _check_int(value, name, minimum):
@@ -150,14 +140,10 @@ class RecurrentCellBase(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
             z = tf.nn.bias_add(z, tf.cast(self.bias, z.dtype))
         if training and rec_dp_mask is not None:
             h_prev = h_prev * rec_dp_mask
-        output = self._step(z, h_prev)
+        z = z + self._recurrent(h_prev)
+        output = self.activation(z) if self.activation is not None else z
         new_state = [output] if isinstance(states, (list, tuple)) else output
         return output, new_state
-
-    def _step(self, z, h):
-        """`activation(z + recurrence(h))`; subclasses may fuse it."""
-        z = z + self._recurrent(h)
-        return self.activation(z) if self.activation is not None else z
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.state_size), dtype=self.compute_dtype)]
@@ -364,41 +350,11 @@ class BandCellBase(RecurrentCellBase):
             return tf.roll(h, shift=s, axis=-1)
         return tf.pad(h[:, : self.units - s], [[0, 0], [s, 0]])
 
-    def _extra_recurrent(self, h):
-        """The recurrence besides the trainable band (or None): the fixed shift."""
-        return self._fixed_shift(h) if self.fixed_shift else None
-
     def _recurrent(self, h):
         y = band_ops.band_matmul(h, self._band_diags(), self.lower, self.upper, cyclic=self.cyclic)
-        extra = self._extra_recurrent(h)
-        return y if extra is None else y + extra
-
-    # Whether `_step` uses the fused `band_ops.band_rnn_step` op. Off until it
-    # is a clear win: for BandCell(896), batch 64, 100 steps the fused op and
-    # its gradient alone take 0.6-0.75x the time of the separate ops, but in
-    # the whole Keras training step on the shared 2-core machine it was
-    # faster in 2 and slower (by 10% up to 2x) in 4 of 6 same-process
-    # comparisons with the default allocator, among them the one on a quiet
-    # machine (0.0484 vs 0.0439 s); with glibc's malloc trimming off it was
-    # faster (1.69x vs 2.05x LSTM(128), loaded machine). See BENCHMARKS.md.
-    _fuse_step = False
-
-    def _step(self, z, h):
-        """`activation(z + extra(h) + band_matmul(h, D))`.
-
-        With `_fuse_step`, `band_ops.band_rnn_step` runs the band product,
-        the sum and the activation (and, backward, their gradients) as one op
-        on CPU. Activations it does not know take the generic path.
-        """
-        name = _STEP_ACTIVATION_NAMES.get(self.activation)
-        if not self._fuse_step or name is None:
-            return super()._step(z, h)
-        extra = self._extra_recurrent(h)
-        if extra is not None:
-            z = z + extra
-        return band_rnn_step(
-            z, h, self._band_diags(), self.lower, self.upper, cyclic=self.cyclic, activation=name
-        )
+        if self.fixed_shift:
+            y = y + self._fixed_shift(h)
+        return y
 
     def _recurrent_config(self):
         return {

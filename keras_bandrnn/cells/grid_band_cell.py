@@ -120,9 +120,8 @@ class GridBandCell(BandCellBase):
         self.hub_rows.assign(self.hub_rows.value * self._rows_mask)
         self.hub_columns.assign(self.hub_columns.value * self._columns_mask)
 
-    def _extra_recurrent(self, h):
-        """The hub rows and columns (and the fixed shift, if any)."""
-        y = super()._extra_recurrent(h)
+    def _recurrent(self, h):
+        y = super()._recurrent(h)
         dtype = h.dtype
         s, m, n = self.grid_stride, self.num_hubs, self.units
         rows = self._weight(self.hub_rows) * tf.constant(self._rows_mask, dtype)
@@ -130,8 +129,7 @@ class GridBandCell(BandCellBase):
         # Hub rows: y[:, j s] += h @ rows[j]; scattered into every s-th unit.
         hub_out = tf.matmul(h, rows, transpose_b=True)  # (B, m)
         hub_out = tf.pad(hub_out[:, :, None], [[0, 0], [0, 0], [0, s - 1]])
-        hub_out = tf.reshape(hub_out, [-1, m * s])[:, :n]
-        y = hub_out if y is None else y + hub_out
+        y = y + tf.reshape(hub_out, [-1, m * s])[:, :n]
         # Hub columns: every unit reads the hubs h[:, ::s].
         return y + tf.matmul(h[:, ::s], columns, transpose_b=True)
 

@@ -23,8 +23,7 @@ CELLS = {
     "band_wider_than_n": lambda **kw: kb.BandCell(5, half_width=4, **RAND, **kw),
     "band_fixed_shift": lambda **kw: kb.BandCell(11, half_width=3, shift=2, fixed_shift=True, **RAND, **kw),
     "band_linear_nobias": lambda **kw: kb.BandCell(11, half_width=1, activation=None, use_bias=False, **RAND, **kw),
-    # The fused step computes tanh, sigmoid, relu and linear itself; softsign
-    # takes the generic path (separate ops).
+    # Other activations, each with its derivative in conftest.activation_fns.
     "band_sigmoid": lambda **kw: kb.BandCell(11, half_width=2, activation="sigmoid", **RAND, **kw),
     "band_softsign": lambda **kw: kb.BandCell(11, half_width=2, activation="softsign", **RAND, **kw),
     "closed_relu": lambda **kw: kb.ClosedBandCell(11, half_width=2, activation="relu", **RAND, **kw),
