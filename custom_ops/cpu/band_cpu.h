@@ -52,11 +52,11 @@ struct Simd {
 // Batches at least this large use the packed, register-blocked kernels.
 constexpr int64_t kBlockedMinBatch = 8;
 
-// Vector FMAs (about 20 us on one core) each thread must get for a split to
-// pay for waking it: on the 2-core machine of BENCHMARKS.md, a second thread
-// cost 30 us under load (n = 128, batch 64: 18 us alone, 50 us split) and
-// one thread stayed ahead up to n = 512 (batch 64, k = 65: 164K FMAs).
-constexpr int64_t kMinParallelFmas = 100000;
+// Vector FMAs (about 60 us on one core) each thread must get for a split to
+// pay for waking it. Measured on the 2-core machine of BENCHMARKS.md, quiet,
+// batch 64, k = 65 (wall time per eager call): n = 896 (287K FMAs) 91 us on
+// one thread against 116 us split; n = 2048 (655K) 185 us against 173 us.
+constexpr int64_t kMinParallelFmas = 300000;
 
 // Column of entry (i, j) of the band `g`; *valid is false for open padding.
 inline int64_t Column(const BandGeometry& g, int64_t i, int64_t j, bool* valid) {

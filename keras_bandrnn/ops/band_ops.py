@@ -15,10 +15,13 @@ SUPPORTED_DTYPES = (tf.float32, tf.float64, tf.bfloat16, tf.float16)
 
 def convert(value, name, dtype=None):
     """Converts to a float tensor of a supported dtype, naming `name` on error."""
-    try:
-        t = tf.convert_to_tensor(value, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"`{name}` must be a float tensor: {e}") from None
+    if isinstance(value, tf.Tensor) and dtype is None:
+        t = value  # the common case; convert_to_tensor costs microseconds per call
+    else:
+        try:
+            t = tf.convert_to_tensor(value, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"`{name}` must be a float tensor: {e}") from None
     if t.dtype not in SUPPORTED_DTYPES:
         raise ValueError(
             f"`{name}` has dtype {t.dtype.name}; supported dtypes are "

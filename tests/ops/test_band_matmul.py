@@ -227,8 +227,8 @@ def test_blocked_kernel_edges(impl, case, dtype):
         )
 
 
-@pytest.mark.parametrize("case", [(2500, 32, 32, False, 7), (3001, 3, 60, True, 5), (1000, 32, 32, True, 64)],
-                         ids=["n2500-b7", "n3001-cyc-b5", "n1000-cyc-b64"])
+@pytest.mark.parametrize("case", [(6500, 32, 32, False, 7), (7001, 3, 60, True, 7), (3000, 32, 32, True, 64)],
+                         ids=["n6500-b7", "n7001-cyc-b7", "n3000-cyc-b64"])
 def test_work_split_over_threads(impl, case):
     """Sizes large enough for the CPU kernels to split the work over threads:
     the small-batch products and band_outer."""
