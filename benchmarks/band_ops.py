@@ -220,6 +220,7 @@ def main(argv):
     print(body)
     if not _QUICK.value:
         report.write_section("band_ops", body, "python benchmarks/band_ops.py")
+        report.write_readme_tables("band_ops", table + "\n\n" + target_table)
 
 
 if __name__ == "__main__":

@@ -276,10 +276,12 @@ def main():
     out("")
     targets.append((">= 20x faster than SimpleRNN(8192) at n=8192", speedup, speedup >= 20, f"{speedup:.1f}x faster"))
 
+    large_start = None
     if not args.skip_large:
         sizes = [2**18] if args.quick else [2**18, 2**20]
         results = [run_large(n, 8, 32, 2) for n in sizes]
         out("### Large BandCells (half-width 32, batch 8, 32 steps; one subprocess each)\n")
+        large_start = len(lines)
         out("| units | s / step | peak RSS (GiB) | RSS of TF + Keras after import (GiB) |")
         out("| --- | --- | --- | --- |")
         for r in results:
@@ -296,6 +298,7 @@ def main():
     out("### Targets\n")
     out("| target | measured | met |")
     out("| --- | --- | --- |")
+    targets_start = len(lines) - 3
     for name, _, ok, shown in targets:
         out(f"| {name} | {shown} | {'yes' if ok else 'no'} |")
     text = "\n".join(lines)
@@ -304,6 +307,8 @@ def main():
         from benchmarks import report
 
         report.write_section("cells", text, "python benchmarks/cells.py")
+        summary = lines[large_start:] if large_start else lines[targets_start + 1:]
+        report.write_readme_tables("cells", "\n".join(l for l in summary if not l.startswith("###")))
 
 
 if __name__ == "__main__":

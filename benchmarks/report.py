@@ -7,6 +7,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+README_MD = os.path.join(ROOT, "README.md")
 HEADER = (
     "# Benchmarks\n\n"
     "Each section is written by the script it names; rerun the command to "
@@ -65,6 +66,19 @@ def write_section(name, body, command):
         text = text.rstrip() + "\n\n" + block + "\n"
     with open(BENCHMARKS_MD, "w") as f:
         f.write(text)
+
+
+def write_readme_tables(name, body):
+    """Replaces the README's block `<!-- name:begin -->` ... `<!-- name:end -->`
+    (the headline tables of a benchmark) with `body`, so the README shows
+    the same run as BENCHMARKS.md. A README without the block is left alone."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = open(README_MD).read()
+    if begin not in text or end not in text:
+        return
+    head, rest = text.split(begin, 1)
+    with open(README_MD, "w") as f:
+        f.write(f"{head}{begin}\n{body.strip()}\n{end}{rest.split(end, 1)[1]}")
 
 
 def markdown_table(header, rows):
