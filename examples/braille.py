@@ -108,17 +108,12 @@ def run():
         optimizer = common.make_optimizer(FLAGS.learning_rate, FLAGS.clipnorm)
     config = {**common.flag_values(), "units": units, "render": FLAGS.render,
               "length": FLAGS.length, "task": "braille"}
-    return common.train(
+    return common.train_from_flags(
         model,
         optimizer,
         make_dataset(splits[0], FLAGS.seed, FLAGS.batch_size, FLAGS.length, FLAGS.delay, FLAGS.render),
         loss_fn,
         make_eval(splits, FLAGS.seed, FLAGS.batch_size, FLAGS.length, FLAGS.delay, FLAGS.render),
-        steps=FLAGS.steps,
-        output_dir=FLAGS.output_dir,
-        eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every,
-        verbose=FLAGS.verbose,
         config=config,
         strategy=strategy,
     )

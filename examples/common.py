@@ -240,6 +240,14 @@ def make_optimizer(learning_rate, clipnorm):
     return keras.optimizers.Adam(learning_rate, global_clipnorm=clipnorm or None)
 
 
+def train_from_flags(model, optimizer, batch_fn, loss_fn, eval_fn, **kwargs):
+    """`train` with the run's length, output directory, intervals and
+    verbosity taken from the common flags."""
+    return train(model, optimizer, batch_fn, loss_fn, eval_fn, steps=FLAGS.steps,
+                 output_dir=FLAGS.output_dir, eval_every=FLAGS.eval_every,
+                 checkpoint_every=FLAGS.checkpoint_every, verbose=FLAGS.verbose, **kwargs)
+
+
 def train(model, optimizer, batch_fn, loss_fn, eval_fn, *, steps, output_dir,
           eval_every=100, checkpoint_every=50, carry=None, verbose=1, config=None,
           strategy=None):

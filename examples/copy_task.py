@@ -127,17 +127,12 @@ def run():
     config = {**common.flag_values(), "units": units, "task": "copy",
               "activation": cell_args["activation"],
               "standardize_inputs": FLAGS.standardize_inputs}
-    return common.train(
+    return common.train_from_flags(
         model,
         optimizer,
         make_dataset(FLAGS.seed, FLAGS.batch_size, FLAGS.delay),
         loss_fn,
         make_eval(FLAGS.seed, FLAGS.batch_size, FLAGS.delay),
-        steps=FLAGS.steps,
-        output_dir=FLAGS.output_dir,
-        eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every,
-        verbose=FLAGS.verbose,
         config=config,
         strategy=strategy,
     )

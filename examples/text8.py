@@ -140,18 +140,13 @@ def run():
               "train_chars": int(len(splits[0]))}
     if FLAGS.model == "cgru":
         config.update(cell_args)
-    return common.train(
+    return common.train_from_flags(
         model,
         optimizer,
         make_dataset(splits[0], FLAGS.batch_size, FLAGS.bptt),
         loss_fn,
         make_eval(splits, FLAGS.batch_size, FLAGS.bptt, FLAGS.eval_chars, FLAGS.units),
-        steps=FLAGS.steps,
-        output_dir=FLAGS.output_dir,
-        eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every,
         carry=state,
-        verbose=FLAGS.verbose,
         config=config,
         strategy=strategy,
     )
