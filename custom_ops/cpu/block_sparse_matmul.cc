@@ -46,6 +46,20 @@ void GatherRows(const T* src, int64_t ld, int64_t col, int64_t width,
   }
 }
 
+// dst[row_of(i), col:col + src.cols()] = src row i, converted to T: the
+// inverse of GatherRows (row_of: local row -> row of dst, leading dim ld).
+template <typename S, typename T, typename RowOf>
+void StoreRows(const Mat<S>& src, RowOf row_of, T* dst, int64_t ld, int64_t col) {
+  const int64_t width = src.cols();
+  for (int64_t i = 0; i < src.rows(); ++i) {
+    T* d = dst + row_of(i) * ld + col;
+    const S* s = src.data() + i * width;
+    for (int64_t j = 0; j < width; ++j) d[j] = static_cast<T>(s[j]);
+  }
+}
+
+inline int64_t SameRow(int64_t i) { return i; }
+
 // A (rows, cols) window of src (leading dim ld) as a map of S: the memory
 // itself when T is S, else a converted copy held in `buffer`.
 template <typename T, typename S>
@@ -326,11 +340,7 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
       GatherRows<T, S>(x, K, 0, K, rows, &xg);
       yg.resize(m, bs);
       yg.noalias() = xg * wb;
-      for (int64_t i = 0; i < m; ++i) {
-        T* out = y + rows[i] * N + col;
-        const S* in = yg.data() + i * bs;
-        for (int64_t j = 0; j < bs; ++j) out[j] = static_cast<T>(in[j]);
-      }
+      StoreRows(yg, [&](int64_t i) { return rows[i]; }, y, N, col);
     }
   });
 }
@@ -365,11 +375,7 @@ void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
         tmp.noalias() = dyg * wb.transpose();
         for (int64_t i = 0; i < m; ++i) acc.row(rows[i]) += tmp.row(i);
       }
-      for (int64_t b = 0; b < B; ++b) {
-        T* out = dx + b * K + k0;
-        const S* in = acc.data() + b * kc;
-        for (int64_t j = 0; j < kc; ++j) out[j] = static_cast<T>(in[j]);
-      }
+      StoreRows(acc, SameRow, dx, K, k0);
     }
   });
 }
@@ -410,11 +416,7 @@ void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
         GatherRows<T, S>(x, K, 0, K, rows, &xg);
         res.resize(K, bs);
         res.noalias() = xg.transpose() * dyg;
-        for (int64_t k = 0; k < K; ++k) {
-          T* out = dw + k * N + col;
-          const S* in = res.data() + k * bs;
-          for (int64_t j = 0; j < bs; ++j) out[j] = static_cast<T>(in[j]);
-        }
+        StoreRows(res, SameRow, dw, N, col);
       }
     }
   });
