@@ -27,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "Eigen/Core"
 #include "cpu/acc_type.h"
 #include "cpu/parallel_for.h"
 #include "kernels/band_geometry.h"
@@ -48,6 +49,28 @@ struct Simd {
   static void Store(A* p, type v) { std::memcpy(p, &v, sizeof(v)); }
   static type Zero() { return type{}; }
 };
+
+// Scratch memory of the calling thread: `count` values of A, aligned to a
+// cache line (the kernels load whole 64-byte vectors from it), valid until the
+// thread's next call with the same `slot`. It is kept between calls: a fresh
+// buffer of a few hundred KB per call comes from mmap and page-faults on
+// first touch, which made the forward at n = 896 (batch 64, k = 65, one core)
+// take 150 us instead of 64 us. A thread keeps the largest size it has needed.
+constexpr int kScratchSlots = 3;
+
+template <typename A>
+A* Scratch(int slot, int64_t count) {
+  static_assert(EIGEN_MAX_ALIGN_BYTES >= 64, "scratch must be cache-line aligned");
+  thread_local std::vector<char, Eigen::aligned_allocator<char>> buffers[kScratchSlots];
+  auto& buffer = buffers[slot];
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(A);
+  if (buffer.size() < bytes) {
+    buffer.clear();
+    buffer.shrink_to_fit();
+    buffer.resize(bytes);
+  }
+  return reinterpret_cast<A*>(buffer.data());
+}
 
 // Batches at least this large use the packed, register-blocked kernels.
 constexpr int64_t kBlockedMinBatch = 8;
@@ -152,18 +175,18 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
   using A = typename AccOf<T>::type;
   const BandGeometry pg = transpose ? g.Transposed() : g;
   const int64_t n = g.n, k = g.k(), ne = n + k - 1;
-  std::vector<A> xe(g.batch * ne);
+  A* xe = Scratch<A>(0, g.batch * ne);
   for (int64_t b = 0; b < g.batch; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
   const double ops = static_cast<double>(n) * (g.batch * (k / 8 + 4) + k / 4);
   ShardedFor(parallel, threads, n, ops, kMinParallelFmas, [&](int64_t i0, int64_t i1) {
-    std::vector<A> row(k);
+    A* row = Scratch<A>(1, k);
     for (int64_t i = i0; i < i1; ++i) {
-      const A* coef = row.data();
+      const A* coef = row;
       if constexpr (std::is_same<T, A>::value) {
         if (!transpose && (pg.cyclic || (i >= pg.lower && i + pg.upper < n)))
           coef = diags + i * k;  // a row without padding: use it in place
       }
-      if (coef == row.data())
+      if (coef == row)
         for (int64_t j = 0; j < k; ++j) row[j] = Coefficient<T, A>(pg, transpose, diags, i, j);
       for (int64_t b = 0; b < g.batch; ++b)
         y[b * n + i] = static_cast<T>(Dot(coef, &xe[b * ne + i], k));
@@ -495,9 +518,9 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
   const int64_t ystride = odd_lines(chunk_tiles * kTile, sizeof(T));
   const int64_t rows_per_fill = std::min(batch, kBatchBlock);
   ShardedFor(parallel, static_cast<int>(shards), tiles, fmas, 0, [&](int64_t t_begin, int64_t t_end) {
-    std::vector<A> buf(rows_per_fill * stride);
-    std::vector<T> ybuf(rows_per_fill * ystride);
-    std::vector<A> tiles_buf(2 * len * kTile);
+    A* buf = Scratch<A>(0, rows_per_fill * stride);
+    T* ybuf = Scratch<T>(1, rows_per_fill * ystride);
+    A* tiles_buf = Scratch<A>(2, 2 * len * kTile);
     for (int64_t c0 = t_begin; c0 < t_end; c0 += chunk_tiles) {
       const int64_t c1 = std::min(t_end, c0 + chunk_tiles);
       const int64_t col0 = c0 * kTile;
@@ -525,7 +548,7 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
             }
           }
           const int64_t off = t * kTile - col0;
-          RunTile(tiles_buf.data(), pair ? &tiles_buf[len * kTile] : nullptr, len,
+          RunTile(tiles_buf, pair ? &tiles_buf[len * kTile] : nullptr, len,
                   &buf[off], stride, rows, &ybuf[off], ystride);
         }
         // Long contiguous runs: many short row writes of y, n apart, would
@@ -601,8 +624,8 @@ void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
   const double fmas = static_cast<double>(units) * batch * kOuterRows * vecs * (kOuterUnit / kOuterRows);
   ShardedFor(parallel, threads, units, fmas, kMinParallelFmas,
            [&](int64_t u0, int64_t u1) {
-             std::vector<A> buf(std::max<int64_t>(1, batch) * stride);
-             std::vector<A> tile(kOuterRows * tile_width);
+             A* buf = Scratch<A>(0, batch * stride);
+             A* tile = Scratch<A>(1, kOuterRows * tile_width);
              for (int64_t u = u0; u < u1; ++u) {
                const int64_t base = u * kOuterUnit;
                const int64_t rows = std::min(kOuterUnit, n - base);
