@@ -50,27 +50,51 @@ struct Simd {
   static type Zero() { return type{}; }
 };
 
-// Scratch memory of the calling thread: `count` values of A, aligned to a
-// cache line (the kernels load whole 64-byte vectors from it), valid until the
-// thread's next call with the same `slot`. It is kept between calls: a fresh
-// buffer of a few hundred KB per call comes from mmap and page-faults on
-// first touch, which made the forward at n = 896 (batch 64, k = 65, one core)
-// take 150 us instead of 64 us. A thread keeps the largest size it has needed.
+// Scratch memory of the calling thread for one kernel call: `count` values
+// of A, aligned to a cache line (the kernels load whole 64-byte vectors from
+// it), in one of kScratchSlots slots. Buffers of up to kKeptScratchBytes stay
+// with the thread for its next call: a fresh buffer of a few hundred KB per
+// call comes from mmap and page-faults on first touch, which made the forward
+// at n = 896 (batch 64, k = 65, one core) take 150 us instead of 64 us.
+// Larger ones (very wide bands, small batches of huge n) are freed when the
+// call ends, so that no thread keeps them.
 constexpr int kScratchSlots = 3;
+constexpr size_t kKeptScratchBytes = size_t{4} << 20;
+
+using ScratchBytes = std::vector<char, Eigen::aligned_allocator<char>>;
+
+inline ScratchBytes& ScratchSlot(int slot) {
+  static_assert(EIGEN_MAX_ALIGN_BYTES >= 64, "scratch must be cache-line aligned");
+  thread_local ScratchBytes slots[kScratchSlots];
+  return slots[slot];
+}
 
 template <typename A>
-A* Scratch(int slot, int64_t count) {
-  static_assert(EIGEN_MAX_ALIGN_BYTES >= 64, "scratch must be cache-line aligned");
-  thread_local std::vector<char, Eigen::aligned_allocator<char>> buffers[kScratchSlots];
-  auto& buffer = buffers[slot];
-  const size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(A);
-  if (buffer.size() < bytes) {
-    buffer.clear();
-    buffer.shrink_to_fit();
-    buffer.resize(bytes);
+class Scratch {
+ public:
+  Scratch(int slot, int64_t count) : bytes_(ScratchSlot(slot)) {
+    const size_t size = static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(A);
+    if (bytes_.size() < size) {
+      Release();
+      bytes_.resize(size);
+    }
   }
-  return reinterpret_cast<A*>(buffer.data());
-}
+  ~Scratch() {
+    if (bytes_.size() > kKeptScratchBytes) Release();
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  A* data() const { return reinterpret_cast<A*>(bytes_.data()); }
+  A& operator[](int64_t i) const { return data()[i]; }
+
+ private:
+  void Release() {
+    bytes_.clear();
+    bytes_.shrink_to_fit();
+  }
+  ScratchBytes& bytes_;
+};
 
 // Batches at least this large use the packed, register-blocked kernels.
 constexpr int64_t kBlockedMinBatch = 8;
@@ -175,18 +199,18 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
   using A = typename AccOf<T>::type;
   const BandGeometry pg = transpose ? g.Transposed() : g;
   const int64_t n = g.n, k = g.k(), ne = n + k - 1;
-  A* xe = Scratch<A>(0, g.batch * ne);
+  Scratch<A> xe(0, g.batch * ne);
   for (int64_t b = 0; b < g.batch; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
   const double ops = static_cast<double>(n) * (g.batch * (k / 8 + 4) + k / 4);
   ShardedFor(parallel, threads, n, ops, kMinParallelFmas, [&](int64_t i0, int64_t i1) {
-    A* row = Scratch<A>(1, k);
+    Scratch<A> row(1, k);
     for (int64_t i = i0; i < i1; ++i) {
-      const A* coef = row;
+      const A* coef = row.data();
       if constexpr (std::is_same<T, A>::value) {
         if (!transpose && (pg.cyclic || (i >= pg.lower && i + pg.upper < n)))
           coef = diags + i * k;  // a row without padding: use it in place
       }
-      if (coef == row)
+      if (coef == row.data())
         for (int64_t j = 0; j < k; ++j) row[j] = Coefficient<T, A>(pg, transpose, diags, i, j);
       for (int64_t b = 0; b < g.batch; ++b)
         y[b * n + i] = static_cast<T>(Dot(coef, &xe[b * ne + i], k));
@@ -518,9 +542,9 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
   const int64_t ystride = odd_lines(chunk_tiles * kTile, sizeof(T));
   const int64_t rows_per_fill = std::min(batch, kBatchBlock);
   ShardedFor(parallel, static_cast<int>(shards), tiles, fmas, 0, [&](int64_t t_begin, int64_t t_end) {
-    A* buf = Scratch<A>(0, rows_per_fill * stride);
-    T* ybuf = Scratch<T>(1, rows_per_fill * ystride);
-    A* tiles_buf = Scratch<A>(2, 2 * len * kTile);
+    Scratch<A> buf(0, rows_per_fill * stride);
+    Scratch<T> ybuf(1, rows_per_fill * ystride);
+    Scratch<A> tiles_buf(2, 2 * len * kTile);
     for (int64_t c0 = t_begin; c0 < t_end; c0 += chunk_tiles) {
       const int64_t c1 = std::min(t_end, c0 + chunk_tiles);
       const int64_t col0 = c0 * kTile;
@@ -548,7 +572,7 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
             }
           }
           const int64_t off = t * kTile - col0;
-          RunTile(tiles_buf, pair ? &tiles_buf[len * kTile] : nullptr, len,
+          RunTile(tiles_buf.data(), pair ? &tiles_buf[len * kTile] : nullptr, len,
                   &buf[off], stride, rows, &ybuf[off], ystride);
         }
         // Long contiguous runs: many short row writes of y, n apart, would
@@ -624,8 +648,8 @@ void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
   const double fmas = static_cast<double>(units) * batch * kOuterRows * vecs * (kOuterUnit / kOuterRows);
   ShardedFor(parallel, threads, units, fmas, kMinParallelFmas,
            [&](int64_t u0, int64_t u1) {
-             A* buf = Scratch<A>(0, batch * stride);
-             A* tile = Scratch<A>(1, kOuterRows * tile_width);
+             Scratch<A> buf(0, batch * stride);
+             Scratch<A> tile(1, kOuterRows * tile_width);
              for (int64_t u = u0; u < u1; ++u) {
                const int64_t base = u * kOuterUnit;
                const int64_t rows = std::min(kOuterUnit, n - base);

@@ -248,6 +248,26 @@ def test_work_split_over_threads(impl, case):
     )
 
 
+@pytest.mark.parametrize("cyclic", [False, True], ids=["open", "cyc"])
+def test_scratch_larger_than_a_thread_keeps(impl, cyclic):
+    """Per-thread scratch above the 4 MB a thread keeps between calls (batch 3
+    of n = 2**19 extends x into 6 MB) is freed after the call: the products
+    are right, and so are the smaller ones that reuse the threads' scratch
+    after it (small and blocked batches, in turn)."""
+    import scipy.sparse
+
+    lower, upper = 2, 1
+    for n, batch in ((2**19, 3), (300, 3), (2**19, 3), (300, 70), (2**19, 2)):
+        (x, x64), (d, d64), _ = _inputs(("scratch", n, batch, cyclic), n, lower, upper, (batch,), "float32")
+        rows, slots, cols = ref.band_index(n, lower, upper, cyclic)
+        a = scipy.sparse.csr_matrix((d64[rows, slots], (rows, cols)), shape=(n, n))
+        for transpose in (False, True):
+            op = a.T if transpose else a
+            y = ops.band_matmul(x, d, lower, upper, cyclic=cyclic, transpose=transpose)
+            ref.assert_close(numpy64(y), (op @ x64.T).T, (abs(op) @ np.abs(x64).T).T, "float32",
+                             what=f"n={n} batch={batch} transpose={transpose}")
+
+
 @pytest.mark.parametrize(
     "batch", [(), (3,), (2, 3), (2, 1, 3), (0,), (2, 0), (0, 3, 2)],
     ids=lambda b: "batch" + "x".join(map(str, b)) if b else "unbatched",
