@@ -4,6 +4,7 @@
 #define KERAS_BANDRNN_CPU_PARALLEL_FOR_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -40,6 +41,36 @@ inline void ShardedFor(const ParallelFor& parallel, int threads, int64_t total,
   parallel(shards, int64_t{1} << 40, [&](int64_t s0, int64_t s1) {
     const int64_t begin = s0 * total / shards, end = s1 * total / shards;
     if (begin < end) fn(begin, end);
+  });
+}
+
+// Calls fn(u) for every unit u in [0, units), on at most `threads` threads
+// that take the units in order from a shared counter, so that a thread that
+// starts late (waking a pool thread costs tens of microseconds on the 2-core
+// machine of BENCHMARKS.md) takes fewer of them. The thread that runs range 0
+// (the calling thread, with Eigen's parallelFor) spins, for at most
+// `max_spin` pause instructions, until the other threads have returned:
+// blocking in the pool's barrier while they finish their last units would
+// cost it another wake-up.
+inline void DynamicFor(const ParallelFor& parallel, int threads, int64_t units,
+                       const std::function<void(int64_t)>& fn,
+                       int64_t max_spin = int64_t{1} << 16) {
+  if (units <= 0) return;
+  const int64_t shards = std::min<int64_t>(std::max(threads, 1), units);
+  if (shards <= 1) {
+    for (int64_t u = 0; u < units; ++u) fn(u);
+    return;
+  }
+  std::atomic<int64_t> next{0}, returned{0};
+  parallel(shards, int64_t{1} << 40, [&](int64_t s0, int64_t s1) {
+    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) fn(u);
+    returned.fetch_add(s1 - s0, std::memory_order_acq_rel);
+    if (s0 != 0) return;
+    for (int64_t i = 0; i < max_spin && returned.load(std::memory_order_acquire) < shards; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
   });
 }
 
