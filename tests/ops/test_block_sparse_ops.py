@@ -332,3 +332,21 @@ def test_forward_split_over_threads(impl, dtype, kind):
     y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, 32)
     tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y.numpy(), reference(x, w, mask, 32), **tol)
+
+
+@pytest.mark.parametrize("dtype, block_size", [(tf.float32, 32), (tf.float64, 16)])
+@pytest.mark.parametrize("k", [7, 300])
+def test_adjacent_blocks_with_few_rows(impl, dtype, block_size, k):
+    """Blocks of two vectors (32 float32, 16 float64) whose neighbour is active
+    and whose active rows together are at most 12 are computed in one tile.
+    The row counts per block make pairs of 1 + 11, 6 + 6, 5 + 7 rows, pairs
+    one row too many (6 + 7, 12 + 1), and blocks next to inactive ones."""
+    counts = [1, 11, 6, 6, 5, 7, 0, 3, 6, 7, 12, 1, 0, 2, 9, 4, 13, 0, 1, 1]
+    rng = np.random.default_rng(k + block_size)
+    x, w, _ = make_inputs(rng, 24, k, len(counts) * block_size, block_size, 1.0, dtype)
+    mask = np.zeros((24, len(counts)), bool)
+    for j, c in enumerate(counts):
+        mask[rng.choice(24, c, replace=False), j] = True
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
+    tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
