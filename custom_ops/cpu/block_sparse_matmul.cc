@@ -219,12 +219,15 @@ void TileRows(int64_t rows, int64_t kc, const S* const* xr, const S* wp,
   }
 }
 
-// Most rows per tile for NV vectors of columns: R * NV accumulators stay in
-// the 32 vector registers with room for the w vectors, and the R row
-// pointers stay in general registers.
+// Most rows per tile for NV vectors of columns: R * NV accumulators and the
+// NV w vectors fit in the 32 vector registers (x is broadcast from memory).
+// Measured on the benchmark's shapes, one thread, against 6 and 10 (which
+// kept the R row pointers in general registers): 7 rows of 4 vectors and 13
+// of 2 take 0.82-0.89x the time at density 0.25, 0.9-0.94x at block 32 and
+// densities 0.1-1; 14 of 2 was no better, and slower at block 64, density 0.1.
 template <int NV>
 constexpr int MaxRows() {
-  return NV >= 4 ? 6 : NV == 2 ? 10 : 12;
+  return NV >= 4 ? 7 : NV == 2 ? 13 : 12;
 }
 
 // The active rows of one column block.
@@ -235,10 +238,10 @@ struct BlockRows {
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
 // k in [k0, k0 + kc); `next`: the slice of w computed after this one (row k0),
-// or null. The row tiles have balanced sizes (13 rows: 7 + 6); the first one
-// prefetches ahead. (Copying the slice into a contiguous panel for the row
-// tiles to share, BLAS-style, was slower: 1.1-1.3x at densities 0.25-0.5,
-// block 32 and 64, one thread.)
+// or null. The row tiles have balanced sizes (15 rows of 4 vectors: 5 + 5 +
+// 5); the first one prefetches ahead. (Copying the slice into a contiguous
+// panel for the row tiles to share, BLAS-style, was slower: 1.1-1.3x at
+// densities 0.25-0.5, block 32 and 64, one thread.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
                 int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
