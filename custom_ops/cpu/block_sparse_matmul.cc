@@ -120,10 +120,10 @@ constexpr double kMinForwardFmasPerThread = 100000;
 
 // The slice of w that a column tile reads is NV cache lines per row of k,
 // rows N values apart: a new page per row, which the hardware prefetchers do
-// not follow. A tile reading row k therefore
-// prefetches row k + kPrefetchRows of its slice, and past the chunk's last
-// row the first rows of the slice that is computed next, so that w streams in
-// without a gap between tiles. `cur` null: nothing to prefetch.
+// not follow. A tile reading row k therefore prefetches row k + kPrefetchRows
+// of its slice, and past the chunk's last row the first rows of the slice
+// that is computed next, so that w streams in without a gap between tiles.
+// `cur` null: nothing to prefetch.
 template <typename S>
 struct Ahead {
   const S* cur;   // row 0 of this slice
@@ -434,7 +434,8 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   }
 }
 
-// Hardware threads (std::thread::hardware_concurrency reads /sys on each call).
+// Hardware threads, asked once (std::thread::hardware_concurrency makes a
+// system call each time).
 int HardwareThreads() {
   static const int threads = std::max(1u, std::thread::hardware_concurrency());
   return threads;

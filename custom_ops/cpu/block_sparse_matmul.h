@@ -3,11 +3,12 @@
 //
 // Work is proportional to the active (b, blk) pairs. The forward product in
 // float and double runs register-blocked micro-kernels over the active rows of
-// each column block, reading x and w in place, in chunks of k that sweep all
-// blocks (see block_sparse_matmul.cc); the gradients, and Eigen::half /
-// Eigen::bfloat16 (converted to float tiles, accumulating in float32), gather
-// the active rows into dense tiles for Eigen's GEMM (built with
-// -march=native) and scatter the results back.
+// each column block (or of two adjacent narrow blocks with few rows), reading
+// w in place, in chunks of k that sweep all blocks, split over the threads in
+// ranges of equal work (see block_sparse_matmul.cc); the gradients, and
+// Eigen::half / Eigen::bfloat16 (converted to float tiles, accumulating in
+// float32), gather the active rows into dense tiles for Eigen's GEMM (built
+// with -march=native) and scatter the results back.
 #ifndef KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 #define KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 
