@@ -3,6 +3,7 @@
 #include "cpu/block_sparse_matmul.h"
 
 #include <algorithm>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -101,21 +102,57 @@ struct VecOf<double> {
   typedef double type __attribute__((vector_size(64)));
 };
 
-// Rows of w per chunk of the k loop. A chunk's slice of a column block
-// (kKChunk x block_size) stays in L2 while every row tile of the block reads
-// it (no packing copy), and the rows' pages stay in the TLB while all blocks
-// are swept; the output tile is reloaded once per chunk. Measured on the
-// benchmark's shapes (K = N = 1024, batch 64): 256 beats 64 and 128 at
-// densities <= 0.25 and matches 512.
+// Rows of w per chunk of the k loop: the output tiles are reloaded once per
+// chunk, and while a chunk sweeps all the blocks its rows' pages stay in the
+// TLB. Measured on the benchmark's shapes (K = N = 1024, batch 64): 256 beats
+// 64 and 128 at densities <= 0.25 and matches 512; 16 and 32 read w faster
+// but pay more in tile overhead than they save.
 constexpr int64_t kKChunk = 256;
 
-// y[rows r, NV vectors] (+)= sum over kc of x[r][k] * w[k, :]. `first`:
-// the chunk starts the sum (else it accumulates onto y). `pf`, when not null,
-// is the same slice of the next column tile to be computed: it is prefetched
-// one line per k, so its memory arrives while this tile computes.
+// Rows of w ahead along k that a tile reading w prefetches (see Ahead).
+// Measured on the benchmark's shapes, one thread: 4 to 16 are within noise
+// of each other, 3-6% faster than prefetching only the next block.
+constexpr int64_t kPrefetchRows = 8;
+
+// Vector multiply-adds each thread must get for the forward to be split
+// (about 25 us of work on the machine of BENCHMARKS.md).
+constexpr double kMinForwardFmasPerThread = 100000;
+
+// The slice of w that a column tile reads is NV cache lines per row of k,
+// rows N values apart: a new page per row, which the hardware prefetchers do
+// not follow. A tile reading row k therefore prefetches row k + kPrefetchRows
+// of its slice, and past the chunk's last row the first rows of the slice
+// that is computed next, so that w streams in without a gap between tiles.
+// `cur` null: nothing to prefetch.
+template <typename S>
+struct Ahead {
+  const S* cur;   // row 0 of this slice
+  const S* next;  // row 0 of the next slice (same leading dim), or null
+  int64_t ld;     // leading dim of both
+};
+
+// The address to prefetch at step k of a slice of kc rows (null: none).
+template <typename S>
+inline const S* AheadAt(const Ahead<S>& a, int64_t k, int64_t kc) {
+  if (a.cur == nullptr) return nullptr;
+  const int64_t j = k + kPrefetchRows;
+  return j < kc ? a.cur + j * a.ld : a.next != nullptr ? a.next + (j - kc) * a.ld : nullptr;
+}
+
+template <int NV, typename S>
+inline void PrefetchLines(const S* p) {
+  constexpr int kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
+  if (p == nullptr) return;
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) __builtin_prefetch(p + v * kLanes);
+}
+
+// y[rows r, NV vectors] (+)= sum over kc of x[r][k] * w[k, :], w row k at
+// wp + k * ldw. `first`: the chunk starts the sum (else it accumulates onto
+// y). `ahead`: what to prefetch (see Ahead).
 template <typename S, int R, int NV>
 void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
-          S* const* yr, bool first, const S* pf) {
+          S* const* yr, bool first, const Ahead<S>& ahead) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   V acc[R][NV];
@@ -134,10 +171,7 @@ void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) xs[r] = xr[r];
   for (int64_t k = 0; k < kc; ++k) {
-    if (pf != nullptr) {
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) __builtin_prefetch(pf + k * ldw + v * kLanes);
-    }
+    PrefetchLines<NV>(AheadAt(ahead, k, kc));
     V wv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
@@ -178,53 +212,62 @@ void ScalarTile(int64_t rows, int64_t kc, int64_t width, const S* const* xr,
 
 template <typename S, int NV, int R>
 void TileRows(int64_t rows, int64_t kc, const S* const* xr, const S* wp,
-              int64_t ldw, S* const* yr, bool first, const S* pf) {
+              int64_t ldw, S* const* yr, bool first, const Ahead<S>& ahead) {
   if constexpr (R > 0) {
-    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, pf);
-    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, pf);
+    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, ahead);
+    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, ahead);
   }
 }
 
-// Most rows per tile for NV vectors of columns: R * NV accumulators stay in
-// the 32 vector registers with room for the w vectors, and the R row
-// pointers stay in general registers.
+// Most rows per tile for NV vectors of columns: R * NV accumulators and the
+// NV w vectors fit in the 32 vector registers (x is broadcast from memory).
+// Measured on the benchmark's shapes, one thread, against 6 and 10 (which
+// kept the R row pointers in general registers): 7 rows of 4 vectors and 13
+// of 2 take 0.82-0.89x the time at density 0.25, 0.9-0.94x at block 32 and
+// densities 0.1-1; 14 of 2 was no better, and slower at block 64, density 0.1.
 template <int NV>
 constexpr int MaxRows() {
-  return NV >= 4 ? 6 : NV == 2 ? 10 : 12;
+  return NV >= 4 ? 7 : NV == 2 ? 13 : 12;
 }
 
-// The active rows of one column block over one k chunk.
+// The active rows of one column block.
 struct BlockRows {
   const int64_t* rows;
   int64_t count;
 };
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
-// k in [k0, k0 + kc). The row tiles have balanced sizes (13 rows: 7 + 6).
-// The first row tile prefetches `pf` (see Tile).
+// k in [k0, k0 + kc); `next`: the slice of w computed after this one (row k0),
+// or null. The row tiles have balanced sizes (15 rows of 4 vectors: 5 + 5 +
+// 5); the first one prefetches ahead. (Copying the slice into a contiguous
+// panel for the row tiles to share, BLAS-style, was slower: 1.1-1.3x at
+// densities 0.25-0.5, block 32 and 64, one thread.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
                 int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
-                const S* pf) {
+                const S* next) {
   constexpr int kRows = MaxRows<NV>();
   const int64_t K = g.k, N = g.n, m = rows.count;
   const S* wp = w + k0 * N + col;
+  const int64_t tiles = (m + kRows - 1) / kRows;
   const S* xr[kRows];
   S* yr[kRows];
-  const int64_t tiles = (m + kRows - 1) / kRows;
   for (int64_t t = 0, i0 = 0; t < tiles; ++t) {
     const int64_t r = (m - i0) / (tiles - t);
     for (int64_t i = 0; i < r; ++i) {
       xr[i] = x + rows.rows[i0 + i] * K + k0;
       yr[i] = y + rows.rows[i0 + i] * N + col;
     }
-    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? pf : nullptr);
+    const Ahead<S> ahead = t == 0 ? Ahead<S>{wp, next, N} : Ahead<S>{nullptr, nullptr, 0};
+    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, ahead);
     i0 += r;
   }
 }
 
 // Column tiles of a block: the widest that fit, 2-vector tiles when there are
 // few rows (more rows per tile, no room for 4-vector tiles of that height).
+// `next`: the first slice of the block computed after this one (row k0), or
+// null.
 template <typename S>
 void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                        int64_t blk, BlockRows rows, int64_t k0, int64_t kc,
@@ -234,23 +277,19 @@ void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t bs = g.block_size;
   int64_t col = blk * bs;
   const int64_t end = col + bs;
-  // `next` (the next active block's first column at this chunk) is
-  // prefetched by the first column tiles, one line per tile and k.
-  auto pf = [&](int64_t lines) -> const S* {
-    if (next == nullptr) return nullptr;
-    const S* p = next;
-    next = (col + (lines + 1) * kLanes <= end) ? next + lines * kLanes : nullptr;
-    return p;
+  // The slice after the column tile at `col` of `width` vectors.
+  auto after = [&](int64_t width) -> const S* {
+    return col + width * kLanes < end ? w + k0 * g.n + col + width * kLanes : next;
   };
   const bool few = rows.count <= MaxRows<2>() && rows.count > MaxRows<4>();
   for (; !few && end - col >= 4 * kLanes; col += 4 * kLanes) {
-    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, pf(4));
+    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, after(4));
   }
   for (; end - col >= 2 * kLanes; col += 2 * kLanes) {
-    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y, pf(2));
+    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y, after(2));
   }
   for (; end - col >= kLanes; col += kLanes) {
-    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, pf(1));
+    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, after(1));
   }
   if (col < end) {
     std::vector<const S*> xr(rows.count);
@@ -264,12 +303,96 @@ void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
   }
 }
 
+// Two adjacent blocks of two vectors each (block 32 in float, 16 in double)
+// whose active rows are few (at density 0.1, 6 or 7 each): one tile computes
+// both, so that each row of w it reads is 4 cache lines instead of 2. Reading
+// w costs about as much per row (a new page) as per line: measured on the
+// benchmark's shapes, one thread, a density 0.1 forward took 1.8x as long at
+// block 32 as at block 64. ra + rb <= kPairRows rows: 2 (ra + rb)
+// accumulators and the 4 w vectors fit in the 32 vector registers.
+constexpr int kPairRows = 12;
+
+// acc over the ra rows of block a (vectors 0, 1 of each w row) and the rb
+// rows of block b (vectors 2, 3): x row r at xp + r * kKChunk (a copy, so that
+// one register addresses all the rows), output row r at yr[r].
+template <typename S, int RA, int RB>
+void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
+              bool first, const Ahead<S>& ahead) {
+  using V = typename VecOf<S>::type;
+  constexpr int kLanes = sizeof(V) / sizeof(S);
+  constexpr int R = RA + RB;
+  V acc[R][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      if (first) {
+        acc[r][v] = V{};
+      } else {
+        __builtin_memcpy(&acc[r][v], yr[r] + v * kLanes, sizeof(V));
+      }
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    PrefetchLines<4>(AheadAt(ahead, k, kc));
+    V wv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      __builtin_memcpy(&wv[v], wp + k * ldw + v * kLanes, sizeof(V));
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const S xv = xp[r * kKChunk + k];
+      acc[r][0] += xv * wv[r < RA ? 0 : 2];
+      acc[r][1] += xv * wv[r < RA ? 1 : 3];
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      __builtin_memcpy(yr[r] + v * kLanes, &acc[r][v], sizeof(V));
+    }
+  }
+}
+
+template <typename S, int RA, int RB = kPairRows - RA>
+void PairRows(int64_t ra, int64_t rb, int64_t kc, const S* xp, const S* wp,
+              int64_t ldw, S* const* yr, bool first, const Ahead<S>& ahead) {
+  if constexpr (RA > 0 && RB > 0) {
+    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first, ahead);
+    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first, ahead);
+    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first, ahead);
+  }
+}
+
+// Blocks blk and blk + 1 (rows a and b, a.count + b.count <= kPairRows) for
+// k in [k0, k0 + kc); `next` as in ForwardBlockChunk.
+template <typename S>
+void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
+                      int64_t blk, BlockRows a, BlockRows b, int64_t k0,
+                      int64_t kc, S* y, const S* next) {
+  const int64_t K = g.k, N = g.n, bs = g.block_size;
+  alignas(64) S xp[kPairRows * kKChunk];
+  S* yr[kPairRows];
+  for (int64_t i = 0; i < a.count + b.count; ++i) {
+    const bool in_a = i < a.count;
+    const int64_t row = in_a ? a.rows[i] : b.rows[i - a.count];
+    std::copy_n(x + row * K + k0, kc, xp + i * kKChunk);
+    yr[i] = y + row * N + (in_a ? blk : blk + 1) * bs;
+  }
+  const S* wp = w + k0 * N + blk * bs;
+  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0,
+                             Ahead<S>{wp, next, N});
+}
+
 // Blocks [begin, end) of the forward product in float or double: lists the
 // active rows of each block, zeroes the inactive (row, block) pairs, then
 // sweeps the k chunks, each over all the blocks.
 template <typename S>
 void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
                    const bool* mask, S* y, int64_t begin, int64_t end) {
+  constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   std::vector<int64_t> rows((end - begin) * B);
@@ -292,29 +415,64 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   }
   for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
     const int64_t kc = std::min(kKChunk, K - k0);
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      const S* next =
-          i + 1 < blocks.size() ? w + k0 * N + ids[i + 1] * bs : nullptr;
-      ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, next);
+    for (size_t i = 0; i < blocks.size();) {
+      const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() &&
+                        ids[i + 1] == ids[i] + 1 &&
+                        blocks[i].count + blocks[i + 1].count <= kPairRows;
+      const size_t after = i + (pair ? 2 : 1);
+      // The next block at this chunk, else the first at the next chunk.
+      const S* next = after < blocks.size() ? w + k0 * N + ids[after] * bs
+                      : k0 + kc < K         ? w + (k0 + kc) * N + ids[0] * bs
+                                            : nullptr;
+      if (pair) {
+        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, next);
+      } else {
+        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, next);
+      }
+      i = after;
     }
   }
+}
+
+// Hardware threads, asked once (std::thread::hardware_concurrency makes a
+// system call each time).
+int HardwareThreads() {
+  static const int threads = std::max(1u, std::thread::hardware_concurrency());
+  return threads;
 }
 
 }  // namespace
 
 template <typename T>
 void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
-                       const bool* mask, T* y, const ParallelFor& parallel_for) {
+                       const bool* mask, T* y, const ParallelFor& parallel_for,
+                       int threads) {
   using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   if (B == 0 || nb == 0) return;
-  // Cycles per block: the active rows' products and zeroing the others (w
-  // is not read for a block without active rows), so that nearly empty masks
-  // run on the calling thread instead of paying for a thread hand-off.
-  const double pairs_per_block = double(CountActive(g, mask)) / nb;
-  const double cost = pairs_per_block * (2.0 * K * bs + K) + B * bs / 8.0;
-  parallel_for(nb, static_cast<int64_t>(cost), [&](int64_t begin, int64_t end) {
+  if (threads <= 0) threads = HardwareThreads();
+  // The blocks are cut into ranges of equal work that the threads take in
+  // turn (DynamicFor): a block's work varies with its active rows, and a pool
+  // thread that wakes late takes fewer ranges. start[blk]: the multiply-adds
+  // before block blk (its active rows' products, plus zeroing the others,
+  // which is all a block without active rows costs: w is not read for it).
+  // A range of work [w0, w1) takes the blocks that start in it. Nearly empty
+  // masks run on the calling thread instead of paying for a thread hand-off.
+  std::vector<int64_t> start(nb + 1, 0);
+  for (int64_t blk = 0; blk < nb; ++blk) {
+    int64_t m = 0;
+    for (int64_t b = 0; b < B; ++b) m += mask[b * nb + blk];
+    start[blk + 1] = start[blk] + m * K * bs + B * bs;
+  }
+  const int64_t total = start[nb];
+  const double vector_fmas = double(total) / (64 / sizeof(S));
+  threads = static_cast<int>(std::max<double>(
+      1, std::min<double>(threads, vector_fmas / kMinForwardFmasPerThread)));
+  // Two ranges per thread: measured on the benchmark's shapes, four per
+  // thread were no better, and one (a static split) left a thread waiting.
+  const int64_t ranges = threads == 1 ? 1 : std::min<int64_t>(nb, 2 * threads);
+  auto body = [&](int64_t begin, int64_t end) {
     if constexpr (std::is_same<T, S>::value) {  // float, double
       ForwardBlocks<S>(g, x, w, mask, y, begin, end);
       return;
@@ -342,6 +500,14 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
       yg.noalias() = xg * wb;
       StoreRows(yg, [&](int64_t i) { return rows[i]; }, y, N, col);
     }
+  };
+  DynamicFor(parallel_for, threads, ranges, [&](int64_t r) {
+    const auto first_at = [&](int64_t work) {  // first block starting at or after `work`
+      return std::lower_bound(start.begin(), start.begin() + nb, work) - start.begin();
+    };
+    const int64_t begin = first_at(r * total / ranges);
+    const int64_t end = r + 1 == ranges ? nb : first_at((r + 1) * total / ranges);
+    if (begin < end) body(begin, end);
   });
 }
 
@@ -425,7 +591,7 @@ void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
 #define KERAS_BANDRNN_INSTANTIATE(T)                                        \
   template void BlockSparseMatmul<T>(const BlockSparseGeometry&, const T*,  \
                                      const T*, const bool*, T*,             \
-                                     const ParallelFor&);                   \
+                                     const ParallelFor&, int);              \
   template void BlockSparseMatmulGradX<T>(const BlockSparseGeometry&,       \
                                           const T*, const T*, const bool*,  \
                                           T*, const ParallelFor&);          \

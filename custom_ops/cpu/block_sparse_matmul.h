@@ -3,11 +3,12 @@
 //
 // Work is proportional to the active (b, blk) pairs. The forward product in
 // float and double runs register-blocked micro-kernels over the active rows of
-// each column block, reading x and w in place, in chunks of k that sweep all
-// blocks (see block_sparse_matmul.cc); the gradients, and Eigen::half /
-// Eigen::bfloat16 (converted to float tiles, accumulating in float32), gather
-// the active rows into dense tiles for Eigen's GEMM (built with
-// -march=native) and scatter the results back.
+// each column block (or of two adjacent narrow blocks with few rows), reading
+// w in place, in chunks of k that sweep all blocks, split over the threads in
+// ranges of equal work (see block_sparse_matmul.cc); the gradients, and
+// Eigen::half / Eigen::bfloat16 (converted to float tiles, accumulating in
+// float32), gather the active rows into dense tiles for Eigen's GEMM (built
+// with -march=native) and scatter the results back.
 #ifndef KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 #define KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 
@@ -18,9 +19,12 @@ namespace keras_bandrnn {
 namespace cpu {
 
 // y (batch, n): y[b, blk] = x[b] @ w[:, blk] where mask[b, blk], else 0.
+// `threads`: how many threads parallel_for can run at once (0: the number of
+// hardware threads).
 template <typename T>
 void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
-                       const bool* mask, T* y, const ParallelFor& parallel_for);
+                       const bool* mask, T* y, const ParallelFor& parallel_for,
+                       int threads = 0);
 
 // dx (batch, k) = sum over active blk of dy[b, blk] @ w[:, blk]^T.
 template <typename T>

@@ -4,6 +4,8 @@
 #define KERAS_BANDRNN_CPU_PARALLEL_FOR_H_
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 
@@ -40,6 +42,40 @@ inline void ShardedFor(const ParallelFor& parallel, int threads, int64_t total,
   parallel(shards, int64_t{1} << 40, [&](int64_t s0, int64_t s1) {
     const int64_t begin = s0 * total / shards, end = s1 * total / shards;
     if (begin < end) fn(begin, end);
+  });
+}
+
+// Calls fn(u) for every unit u in [0, units), on at most `threads` threads
+// that take the units in order from a shared counter, so that a thread that
+// starts late (waking a pool thread costs tens of microseconds on the 2-core
+// machine of BENCHMARKS.md) takes fewer of them. The thread that runs range 0
+// (the calling thread, with Eigen's parallelFor) then spins, for at most
+// `max_spin_us` microseconds, until the other threads have returned: blocking
+// in the pool's barrier while they finish their last units would cost it
+// another wake-up. The bound limits what the spin takes from a thread that
+// has not been scheduled yet on a busy machine.
+inline void DynamicFor(const ParallelFor& parallel, int threads, int64_t units,
+                       const std::function<void(int64_t)>& fn,
+                       int64_t max_spin_us = 100) {
+  if (units <= 0) return;
+  const int64_t shards = std::min<int64_t>(std::max(threads, 1), units);
+  if (shards <= 1) {
+    for (int64_t u = 0; u < units; ++u) fn(u);
+    return;
+  }
+  std::atomic<int64_t> next{0}, returned{0};
+  parallel(shards, int64_t{1} << 40, [&](int64_t s0, int64_t s1) {
+    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) fn(u);
+    returned.fetch_add(s1 - s0, std::memory_order_acq_rel);
+    if (s0 != 0) return;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(max_spin_us);
+    while (returned.load(std::memory_order_acquire) < shards &&
+           std::chrono::steady_clock::now() < deadline) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
   });
 }
 

@@ -305,3 +305,48 @@ def test_tiled_kernel_paths(impl, dtype, block_size, density):
     y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
     tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
+
+
+def uneven_mask(rng, batch, blocks, kind):
+    """Masks whose blocks carry very different amounts of work."""
+    if kind == "graded":  # block j active with probability j / blocks
+        return rng.random((batch, blocks)) < (np.arange(blocks) + 0.5) / blocks
+    mask = np.zeros((batch, blocks), bool)
+    if kind == "one_block":  # all the work in one block in the middle
+        mask[:, blocks // 2] = True
+    elif kind == "ends":  # all the work in the first and the last block
+        mask[:, [0, blocks - 1]] = rng.random((batch, 2)) < 0.8
+    return mask
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("kind", ["graded", "one_block", "ends"])
+def test_forward_split_over_threads(impl, dtype, kind):
+    """Large enough for the forward to be split into ranges of equal work that
+    several threads take in turn; the masks make ranges of very different
+    numbers of blocks, some of them empty. K = 700 is not a whole number of k
+    chunks."""
+    rng = np.random.default_rng(["graded", "one_block", "ends"].index(kind))
+    x, w, _ = make_inputs(rng, 64, 700, 1024, 32, 1.0, dtype)
+    mask = uneven_mask(rng, 64, 32, kind)
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, 32)
+    tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.numpy(), reference(x, w, mask, 32), **tol)
+
+
+@pytest.mark.parametrize("dtype, block_size", [(tf.float32, 32), (tf.float64, 16)])
+@pytest.mark.parametrize("k", [7, 300])
+def test_adjacent_blocks_with_few_rows(impl, dtype, block_size, k):
+    """Blocks of two vectors (32 float32, 16 float64) whose neighbour is active
+    and whose active rows together are at most 12 are computed in one tile.
+    The row counts per block make pairs of 1 + 11, 6 + 6, 5 + 7 rows, pairs
+    one row too many (6 + 7, 12 + 1), and blocks next to inactive ones."""
+    counts = [1, 11, 6, 6, 5, 7, 0, 3, 6, 7, 12, 1, 0, 2, 9, 4, 13, 0, 1, 1]
+    rng = np.random.default_rng(k + block_size)
+    x, w, _ = make_inputs(rng, 24, k, len(counts) * block_size, block_size, 1.0, dtype)
+    mask = np.zeros((24, len(counts)), bool)
+    for j, c in enumerate(counts):
+        mask[rng.choice(24, c, replace=False), j] = True
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
+    tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
