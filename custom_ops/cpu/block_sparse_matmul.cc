@@ -3,7 +3,6 @@
 #include "cpu/block_sparse_matmul.h"
 
 #include <algorithm>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -434,13 +433,6 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   }
 }
 
-// Hardware threads, asked once (std::thread::hardware_concurrency makes a
-// system call each time).
-int HardwareThreads() {
-  static const int threads = std::max(1u, std::thread::hardware_concurrency());
-  return threads;
-}
-
 }  // namespace
 
 template <typename T>
@@ -451,7 +443,6 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   if (B == 0 || nb == 0) return;
-  if (threads <= 0) threads = HardwareThreads();
   // The blocks are cut into ranges of equal work that the threads take in
   // turn (DynamicFor): a block's work varies with its active rows, and a pool
   // thread that wakes late takes fewer ranges. start[blk]: the multiply-adds

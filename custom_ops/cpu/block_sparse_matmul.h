@@ -19,12 +19,11 @@ namespace keras_bandrnn {
 namespace cpu {
 
 // y (batch, n): y[b, blk] = x[b] @ w[:, blk] where mask[b, blk], else 0.
-// `threads`: how many threads parallel_for can run at once (0: the number of
-// hardware threads).
+// `threads`: how many threads parallel_for can run at once.
 template <typename T>
 void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
                        const bool* mask, T* y, const ParallelFor& parallel_for,
-                       int threads = 0);
+                       int threads);
 
 // dx (batch, k) = sum over active blk of dy[b, blk] @ w[:, blk]^T.
 template <typename T>

@@ -35,7 +35,7 @@ template <typename T>
 struct BlockSparseMatmul<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
                   const T* w, const bool* mask, T* y) {
-    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuParallelFor(d));
+    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuParallelFor(d), d.numThreads());
   }
 };
 
