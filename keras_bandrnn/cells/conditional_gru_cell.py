@@ -360,20 +360,20 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         mask = gate > 0
         xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
         hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, 2 * L)
-        pairs = tf.where(mask)  # (P, 2): (sample, block) of the open pairs
-        xo = tf.gather_nd(tf.reshape(xp, (batch, g, 2, L)), pairs)  # (P, 2, L)
+        # The open pairs as rows b * g + block of the (B * g, ...) views: row
+        # gathers, which are cheaper than gather_nd over (B, g) index pairs.
+        rows = tf.where(tf.reshape(mask, [-1]))[:, 0]
+        xo = tf.gather(tf.reshape(xp, (-1, 2, L)), rows)  # (P, 2, L): [r | h] parts
         if self.use_bias:
-            xo = xo + tf.gather(tf.reshape(ops.cast(self.bias, x.dtype), (g, 2, L)), pairs[:, 1])
-        ho = tf.gather_nd(tf.reshape(hp, (batch, g, 2, L)), pairs)
-        xr, xh = tf.unstack(xo, axis=1)
-        hr, hh = tf.unstack(ho, axis=1)
-        r = self.recurrent_activation(xr + hr)
-        hc = self.activation(xh + r * hh)
-        h3 = tf.reshape(h, (batch, g, L))
-        z = tf.gather_nd(gate, pairs)[:, None]
+            xo = xo + tf.gather(tf.reshape(ops.cast(self.bias, x.dtype), (g, 2, L)), rows % g)
+        ho = tf.gather(tf.reshape(hp, (-1, 2, L)), rows)
+        r = self.recurrent_activation(xo[:, 0] + ho[:, 0])
+        hc = self.activation(xo[:, 1] + r * ho[:, 1])
+        h2 = tf.reshape(h, (-1, L))
+        z = tf.gather(tf.reshape(gate, [-1]), rows)[:, None]
         # The dense path's arithmetic, (1 - z) * h + z * h_cand, on open pairs.
-        h_open = (1.0 - z) * tf.gather_nd(h3, pairs) + z * hc
-        return tf.reshape(tf.tensor_scatter_nd_update(h3, pairs, h_open), (batch, self.units))
+        h_open = (1.0 - z) * tf.gather(h2, rows) + z * hc
+        return tf.reshape(tf.tensor_scatter_nd_update(h2, rows[:, None], h_open), (batch, self.units))
 
     def _unstructured_conditional(self, x, h, z):
         """Only the weight columns of units open for some sample are used."""
