@@ -42,6 +42,10 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 INPUT_DIM = 3
+WIDTH1 = "BandCell(896, half_width=0): one diagonal, no band work"
+BAND_LAST = "last output only: BandCell(896, half_width=32)"
+LSTM_LAST = "last output only: LSTM(128)"
+WIDTH1_LAST = "last output only: BandCell(896, half_width=0)"
 
 
 def _tf():
@@ -223,10 +227,10 @@ def main():
         ("GRU(160)", "gru", 160),
         ("SimpleRNN(256)", "simple_rnn", 256),
         ("SimpleRNN(896)", "simple_rnn", 896),
-        ("BandCell(896, half_width=0): one diagonal, no band work", "band_width1", 896),
-        ("last output only: BandCell(896, half_width=32)", "band_last", 896),
-        ("last output only: LSTM(128)", "lstm_last", 128),
-        ("last output only: BandCell(896, half_width=0)", "band_width1_last", 896),
+        (WIDTH1, "band_width1", 896),
+        (BAND_LAST, "band_last", 896),
+        (LSTM_LAST, "lstm_last", 128),
+        (WIDTH1_LAST, "band_width1_last", 896),
     ]
     faults = {}
     t = time_round_robin(small, batch, steps, reps, faults=faults)
@@ -235,11 +239,10 @@ def main():
     out("| model | s / step | BandCell(896, half_width=32) time / model time (same output) | minor page faults / step |")
     out("| --- | --- | --- | --- |")
     for label, kind, _ in small:
-        ref = t[small[6][0]] if kind.endswith("_last") else band  # like against like
+        ref = t[BAND_LAST] if kind.endswith("_last") else band  # like against like
         out(f"| {label} | {t[label]:.4f} | {ref / t[label]:.2f} | {faults[label]:.0f} |")
     kernel = time_band_kernel(896, 32, batch, steps, reps)
-    width1 = t[small[5][0]]
-    band_last, lstm_last, width1_last = (t[label] for label, _, _ in small[6:9])
+    width1, band_last, lstm_last, width1_last = (t[label] for label in (WIDTH1, BAND_LAST, LSTM_LAST, WIDTH1_LAST))
     lstm = t["LSTM(128)"]
     calls = 3 * steps  # forward product, transposed product and band_outer per step
     per_call = (band - width1) / calls
