@@ -1,7 +1,8 @@
 // Framework-free CPU kernels for the band products (SPEC section 3).
 //
 // The kernels know nothing about TensorFlow: raw pointers, a BandGeometry, and
-// a parallel-for callback. custom_ops/kernels/band_*_op.cc adapt them.
+// a Schedule callback and thread count (cpu/parallel_for.h).
+// custom_ops/kernels/band_*_op.cc adapt them.
 //
 // Every product is written on the *extended* input row of length n + k - 1,
 // xe[c'] = x[c' - lower] (0 outside [0, n) for an open band, mod n for a
@@ -99,11 +100,12 @@ class Scratch {
 // Batches at least this large use the packed, register-blocked kernels.
 constexpr int64_t kBlockedMinBatch = 8;
 
-// Vector FMAs (about 60 us on one core) each thread must get for a split to
-// pay for waking it. Measured on the 2-core machine of BENCHMARKS.md, quiet,
-// batch 64, k = 65 (wall time per eager call): n = 896 (287K FMAs) 91 us on
-// one thread against 116 us split; n = 2048 (655K) 185 us against 173 us.
-constexpr int64_t kMinParallelFmas = 300000;
+// Vector FMAs (about 20 us on one core) each thread must get for a split to
+// be tried. A pool thread that starts late costs the caller nothing (see
+// DynamicFor), so this only keeps tiny products from paying for the hand-off.
+// Measured on the 2-core machine of BENCHMARKS.md, batch 64, k = 65: n = 896
+// (287K FMAs) went from 79 us on one thread to 50-63 us split.
+constexpr int64_t kMinParallelFmas = 100000;
 
 // Column of entry (i, j) of the band `g`; *valid is false for open padding.
 inline int64_t Column(const BandGeometry& g, int64_t i, int64_t j, bool* valid) {
@@ -194,7 +196,7 @@ void ExtendSlice(const BandGeometry& pg, const T* x, int64_t c0, int64_t len, A*
 // band_matmul, small batches: y[b, i] = P[i, :] . xe_b[i : i + k].
 template <typename T>
 void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
-                          const T* diags, T* y, const ParallelFor& parallel,
+                          const T* diags, T* y, const Schedule& schedule,
                           int threads) {
   using A = typename AccOf<T>::type;
   const BandGeometry pg = transpose ? g.Transposed() : g;
@@ -202,7 +204,7 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
   Scratch<A> xe(0, g.batch * ne);
   for (int64_t b = 0; b < g.batch; ++b) ExtendSlice(pg, x + b * n, 0, ne, &xe[b * ne]);
   const double ops = static_cast<double>(n) * (g.batch * (k / 8 + 4) + k / 4);
-  ShardedFor(parallel, threads, n, ops, kMinParallelFmas, [&](int64_t i0, int64_t i1) {
+  ShardedFor(schedule, threads, n, ops, kMinParallelFmas, [&](int64_t i0, int64_t i1) {
     Scratch<A> row(1, k);
     for (int64_t i = i0; i < i1; ++i) {
       const A* coef = row.data();
@@ -519,7 +521,7 @@ inline void Prefetch(const T* p, int64_t begin, int64_t end, int64_t size) {
 
 template <typename T>
 void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
-                       const T* diags, T* y, const ParallelFor& parallel,
+                       const T* diags, T* y, const Schedule& schedule,
                        int threads) {
   using A = typename AccOf<T>::type;
   constexpr int64_t kTile = Simd<A>::kWidth;
@@ -541,7 +543,7 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
   const int64_t stride = odd_lines(chunk_tiles * kTile + k - 1, sizeof(A));
   const int64_t ystride = odd_lines(chunk_tiles * kTile, sizeof(T));
   const int64_t rows_per_fill = std::min(batch, kBatchBlock);
-  ShardedFor(parallel, static_cast<int>(shards), tiles, fmas, 0, [&](int64_t t_begin, int64_t t_end) {
+  ShardedFor(schedule, static_cast<int>(shards), tiles, fmas, 0, [&](int64_t t_begin, int64_t t_end) {
     Scratch<A> buf(0, rows_per_fill * stride);
     Scratch<T> ybuf(1, rows_per_fill * ystride);
     Scratch<A> tiles_buf(2, 2 * len * kTile);
@@ -586,12 +588,12 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
 
 template <typename T>
 void BandMatmul(const BandGeometry& g, bool transpose, const T* x,
-                const T* diags, T* y, const ParallelFor& parallel, int threads = 1) {
+                const T* diags, T* y, const Schedule& schedule, int threads = 1) {
   if (g.batch == 0 || g.n == 0) return;
   if (g.batch >= kBlockedMinBatch) {
-    BandMatmulBlocked(g, transpose, x, diags, y, parallel, threads);
+    BandMatmulBlocked(g, transpose, x, diags, y, schedule, threads);
   } else {
-    BandMatmulSmallBatch(g, transpose, x, diags, y, parallel, threads);
+    BandMatmulSmallBatch(g, transpose, x, diags, y, schedule, threads);
   }
 }
 
@@ -635,7 +637,7 @@ inline void OuterKernel(const A* a, const A* be, int64_t stride, int64_t batch,
 
 template <typename T>
 void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
-               const ParallelFor& parallel, int threads = 1) {
+               const Schedule& schedule, int threads = 1) {
   using A = typename AccOf<T>::type;
   using S = Simd<A>;
   const int64_t n = g.n, k = g.k(), batch = g.batch;
@@ -646,7 +648,7 @@ void BandOuter(const BandGeometry& g, const T* a, const T* b, T* out,
   const int64_t stride = 2 * span + S::kWidth;        // a then b; not a power of two
   const int64_t units = (n + kOuterUnit - 1) / kOuterUnit;
   const double fmas = static_cast<double>(units) * batch * kOuterRows * vecs * (kOuterUnit / kOuterRows);
-  ShardedFor(parallel, threads, units, fmas, kMinParallelFmas,
+  ShardedFor(schedule, threads, units, fmas, kMinParallelFmas,
            [&](int64_t u0, int64_t u1) {
              Scratch<A> buf(0, batch * stride);
              Scratch<A> tile(1, kOuterRows * tile_width);

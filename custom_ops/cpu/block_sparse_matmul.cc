@@ -117,6 +117,10 @@ constexpr int64_t kPrefetchRows = 8;
 // (about 25 us of work on the machine of BENCHMARKS.md).
 constexpr double kMinForwardFmasPerThread = 100000;
 
+// Multiply-adds each thread must get for a gradient product to be split
+// (the same 25 us, counted in scalar multiply-adds of the Eigen products).
+constexpr double kMinShardWork = 16 * kMinForwardFmasPerThread;
+
 // The slice of w that a column tile reads is NV cache lines per row of k,
 // rows N values apart: a new page per row, which the hardware prefetchers do
 // not follow. A tile reading row k therefore prefetches row k + kPrefetchRows
@@ -437,7 +441,7 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
 
 template <typename T>
 void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
-                       const bool* mask, T* y, const ParallelFor& parallel_for,
+                       const bool* mask, T* y, const Schedule& schedule,
                        int threads) {
   using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
@@ -492,7 +496,7 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
       StoreRows(yg, [&](int64_t i) { return rows[i]; }, y, N, col);
     }
   };
-  DynamicFor(parallel_for, threads, ranges, [&](int64_t r) {
+  DynamicFor(schedule, threads, ranges, [&](int64_t r) {
     const auto first_at = [&](int64_t work) {  // first block starting at or after `work`
       return std::lower_bound(start.begin(), start.begin() + nb, work) - start.begin();
     };
@@ -505,7 +509,7 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
 template <typename T>
 void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
                             const T* w, const bool* mask, T* dx,
-                            const ParallelFor& parallel_for) {
+                            const Schedule& schedule, int threads) {
   using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
@@ -514,8 +518,8 @@ void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
   constexpr int64_t kChunk = 256;
   const int64_t chunks = (K + kChunk - 1) / kChunk;
   const double active = nb > 0 ? double(CountActive(g, mask)) : 0.0;
-  const double cost = active * (2.0 * bs * kChunk + kChunk + bs) + B * kChunk;
-  parallel_for(chunks, static_cast<int64_t>(cost), [&](int64_t begin, int64_t end) {
+  const double cost = active * (bs * kChunk + kChunk + bs) + B * kChunk;
+  ShardedFor(schedule, threads, chunks, chunks * cost, kMinShardWork, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows;
     Mat<S> acc, dyg, wbuf, tmp;
     for (int64_t c = begin; c < end; ++c) {
@@ -540,15 +544,15 @@ void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
 template <typename T>
 void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
                             const T* dy, const bool* mask, T* dw,
-                            const ParallelFor& parallel_for) {
+                            const Schedule& schedule, int threads) {
   using S = typename AccOf<T>::type;
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   if (K == 0 || nb == 0) return;
   const double pairs_per_block =
       B > 0 ? double(CountActive(g, mask)) / nb : 0.0;
-  const double cost = pairs_per_block * (2.0 * K * bs + K + bs) + K * bs;
-  parallel_for(nb, static_cast<int64_t>(cost), [&](int64_t begin, int64_t end) {
+  const double cost = pairs_per_block * (K * bs + K + bs) + K * bs;
+  ShardedFor(schedule, threads, nb, nb * cost, kMinShardWork, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> rows;
     Mat<S> xg, dyg, res;
     for (int64_t blk = begin; blk < end; ++blk) {
@@ -582,13 +586,13 @@ void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
 #define KERAS_BANDRNN_INSTANTIATE(T)                                        \
   template void BlockSparseMatmul<T>(const BlockSparseGeometry&, const T*,  \
                                      const T*, const bool*, T*,             \
-                                     const ParallelFor&, int);              \
+                                     const Schedule&, int);                 \
   template void BlockSparseMatmulGradX<T>(const BlockSparseGeometry&,       \
                                           const T*, const T*, const bool*,  \
-                                          T*, const ParallelFor&);          \
+                                          T*, const Schedule&, int);        \
   template void BlockSparseMatmulGradW<T>(const BlockSparseGeometry&,       \
                                           const T*, const T*, const bool*,  \
-                                          T*, const ParallelFor&);
+                                          T*, const Schedule&, int);
 KERAS_BANDRNN_INSTANTIATE(float)
 KERAS_BANDRNN_INSTANTIATE(double)
 KERAS_BANDRNN_INSTANTIATE(Eigen::half)

@@ -19,23 +19,24 @@ namespace keras_bandrnn {
 namespace cpu {
 
 // y (batch, n): y[b, blk] = x[b] @ w[:, blk] where mask[b, blk], else 0.
-// `threads`: how many threads parallel_for can run at once.
+// `threads`: how many threads may share the work, the caller's included (the
+// others through `schedule`).
 template <typename T>
 void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
-                       const bool* mask, T* y, const ParallelFor& parallel_for,
+                       const bool* mask, T* y, const Schedule& schedule,
                        int threads);
 
 // dx (batch, k) = sum over active blk of dy[b, blk] @ w[:, blk]^T.
 template <typename T>
 void BlockSparseMatmulGradX(const BlockSparseGeometry& g, const T* dy,
                             const T* w, const bool* mask, T* dx,
-                            const ParallelFor& parallel_for);
+                            const Schedule& schedule, int threads);
 
 // dw (k, n): dw[:, blk] = sum over active b of x[b]^T dy[b, blk].
 template <typename T>
 void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
                             const T* dy, const bool* mask, T* dw,
-                            const ParallelFor& parallel_for);
+                            const Schedule& schedule, int threads);
 
 }  // namespace cpu
 }  // namespace keras_bandrnn

@@ -21,7 +21,7 @@ template <typename T>
 struct BandMatmul<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BandGeometry& g, bool transpose,
                   const T* x, const T* diags, T* y) {
-    cpu::BandMatmul(g, transpose, x, diags, y, CpuParallelFor(d), d.numThreads());
+    cpu::BandMatmul(g, transpose, x, diags, y, CpuSchedule(d), d.numThreads());
   }
 };
 

@@ -23,7 +23,7 @@ template <typename T>
 struct BandOuter<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BandGeometry& g, const T* a,
                   const T* b, T* out) {
-    cpu::BandOuter(g, a, b, out, CpuParallelFor(d), d.numThreads());
+    cpu::BandOuter(g, a, b, out, CpuSchedule(d), d.numThreads());
   }
 };
 

@@ -35,7 +35,7 @@ template <typename T>
 struct BlockSparseMatmul<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
                   const T* w, const bool* mask, T* y) {
-    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuParallelFor(d), d.numThreads());
+    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuSchedule(d), d.numThreads());
   }
 };
 
@@ -43,7 +43,7 @@ template <typename T>
 struct BlockSparseMatmulGradX<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* dy,
                   const T* w, const bool* mask, T* dx) {
-    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, CpuParallelFor(d));
+    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, CpuSchedule(d), d.numThreads());
   }
 };
 
@@ -51,7 +51,7 @@ template <typename T>
 struct BlockSparseMatmulGradW<CPUDevice, T> {
   void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
                   const T* dy, const bool* mask, T* dw) {
-    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, CpuParallelFor(d));
+    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, CpuSchedule(d), d.numThreads());
   }
 };
 

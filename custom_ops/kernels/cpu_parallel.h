@@ -1,5 +1,5 @@
 // Adapts TensorFlow's CPU thread pool to the framework-free kernels'
-// ParallelFor callback.
+// Schedule callback (cpu/parallel_for.h).
 #ifndef KERAS_BANDRNN_KERNELS_CPU_PARALLEL_H_
 #define KERAS_BANDRNN_KERNELS_CPU_PARALLEL_H_
 
@@ -7,20 +7,15 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 #include "cpu/parallel_for.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 
-inline cpu::ParallelFor CpuParallelFor(const Eigen::ThreadPoolDevice& d) {
-  return [&d](int64_t total, int64_t cost_per_unit,
-              const std::function<void(int64_t, int64_t)>& work) {
-    if (total <= 0) return;
-    d.parallelFor(total,
-                  Eigen::TensorOpCost(0, 0, static_cast<double>(cost_per_unit)),
-                  [&work](Eigen::Index begin, Eigen::Index end) { work(begin, end); });
-  };
+inline cpu::Schedule CpuSchedule(const Eigen::ThreadPoolDevice& d) {
+  return [&d](std::function<void()> closure) { d.getPool()->Schedule(std::move(closure)); };
 }
 
 }  // namespace keras_bandrnn
