@@ -14,9 +14,14 @@ from keras import regularizers
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 from keras_bandrnn.export import SavedModelGuard
+from keras_bandrnn.ops import block_gru_update
+from keras_bandrnn.ops import block_gru_update_fallback
 from keras_bandrnn.ops import block_sparse_matmul
 
 GATINGS = ("block", "unstructured")
+# The activations the fused `block_gru_update` kernel computes.
+_TANH = (activations.tanh, tf.tanh, tf.nn.tanh)
+_SIGMOID = (activations.sigmoid, tf.sigmoid, tf.nn.sigmoid)
 
 
 def _check_int(value, name, minimum):
@@ -59,9 +64,10 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
       units) is open for a sample when its gate is > 0. The `r` and `h_cand`
       parts of the input and recurrent products are computed only for open
       (sample, block) pairs, by `keras_bandrnn.ops.block_sparse_matmul`,
-      and `r`, `h_cand` and the state update only on those pairs (gathered,
-      then scattered into `h`): past the gate, a step's cost scales with the
-      open fraction, and closed blocks pass `h` through exactly.
+      and `r`, `h_cand` and the state update only on those pairs, by
+      `keras_bandrnn.ops.block_gru_update` (one kernel for the default
+      tanh / sigmoid activations): past the gate, a step's cost scales with
+      the open fraction, and closed blocks pass `h` through exactly.
     - `gating="unstructured"` (meant for batch 1): only the weight columns of
       units open for some sample in the batch are gathered and multiplied.
     Results equal the dense computation (`conditional_inference=False`, also
@@ -352,28 +358,22 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
 
         The products come from `block_sparse_matmul` (work proportional to the
         open pairs); the open pairs' `r`, `h_cand` and state update are then
-        computed on those pairs alone (gathered), and scattered into `h`, so
-        that closed blocks keep `h` exactly and cost nothing past the gate.
+        computed on those pairs alone by `block_gru_update` (one kernel; with
+        activations other than tanh and sigmoid, its stock-op composition,
+        which gathers the open pairs and scatters them into `h`), so that
+        closed blocks keep `h` exactly and cost nothing past the gate.
         """
-        g, L = self.gate_dim, self.layout_block
-        batch = ops.shape(h)[0]
+        L = self.layout_block
         mask = gate > 0
         xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
         hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, 2 * L)
-        # The open pairs as rows b * g + block of the (B * g, ...) views: row
-        # gathers, which are cheaper than gather_nd over (B, g) index pairs.
-        rows = tf.where(tf.reshape(mask, [-1]))[:, 0]
-        xo = tf.gather(tf.reshape(xp, (-1, 2, L)), rows)  # (P, 2, L): [r | h] parts
-        if self.use_bias:
-            xo = xo + tf.gather(tf.reshape(ops.cast(self.bias, x.dtype), (g, 2, L)), rows % g)
-        ho = tf.gather(tf.reshape(hp, (-1, 2, L)), rows)
-        r = self.recurrent_activation(xo[:, 0] + ho[:, 0])
-        hc = self.activation(xo[:, 1] + r * ho[:, 1])
-        h2 = tf.reshape(h, (-1, L))
-        z = tf.gather(tf.reshape(gate, [-1]), rows)[:, None]
-        # The dense path's arithmetic, (1 - z) * h + z * h_cand, on open pairs.
-        h_open = (1.0 - z) * tf.gather(h2, rows) + z * hc
-        return tf.reshape(tf.tensor_scatter_nd_update(h2, rows[:, None], h_open), (batch, self.units))
+        bias = ops.cast(self.bias, x.dtype) if self.use_bias else tf.zeros([2 * self.units], x.dtype)
+        gate = ops.cast(gate, h.dtype)
+        if self.activation in _TANH and self.recurrent_activation in _SIGMOID:
+            return block_gru_update(h, xp, hp, gate, bias)
+        return block_gru_update_fallback.block_gru_update(
+            h, xp, hp, gate, bias, self.activation, self.recurrent_activation
+        )
 
     def _unstructured_conditional(self, x, h, z):
         """Only the weight columns of units open for some sample are used."""

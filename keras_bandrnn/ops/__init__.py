@@ -7,6 +7,7 @@ results.
 
 from keras_bandrnn.ops.band_ops import band_matmul
 from keras_bandrnn.ops.band_ops import band_outer
+from keras_bandrnn.ops.block_gru_update_ops import block_gru_update
 from keras_bandrnn.ops.block_sparse_ops import block_sparse_matmul
 from keras_bandrnn.ops.dense import band_to_dense
 from keras_bandrnn.ops.dense import dense_to_band
@@ -16,6 +17,7 @@ __all__ = [
     "band_matmul",
     "band_outer",
     "block_sparse_matmul",
+    "block_gru_update",
     "band_to_dense",
     "dense_to_band",
     "pure_tf",

@@ -158,6 +158,25 @@ def test_conditional_equals_dense_inference(impl, gating):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("activation, recurrent_activation", [("softsign", "hard_sigmoid"), ("tanh", "relu")])
+def test_block_conditional_with_other_activations(impl, activation, recurrent_activation):
+    """Activations the fused update kernel does not compute take the composition."""
+    rng = np.random.default_rng(8)
+    xs = inputs(rng, batch=7, steps=5)
+    outs = []
+    for conditional in (True, False):
+        cell = make_cell(
+            "block", s=-0.4, conditional_inference=conditional,
+            activation=activation, recurrent_activation=recurrent_activation,
+        )
+        randomize(cell, np.random.default_rng(4))
+        outs.append(keras.layers.RNN(cell, return_sequences=True)(xs).numpy())
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)
+    tanh_sigmoid = make_cell("block", s=-0.4)
+    randomize(tanh_sigmoid, np.random.default_rng(4))
+    assert not np.allclose(outs[0], keras.layers.RNN(tanh_sigmoid, return_sequences=True)(xs).numpy())
+
+
 @pytest.mark.parametrize("gate_dim", [1, 4, 16])
 def test_block_inference_with_mixed_samples(impl, gate_dim):
     """One batch with a sample whose gates are all closed, one all open, and mixes.
