@@ -3,6 +3,7 @@
 #include "cpu/block_gru_update.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "Eigen/Core"
@@ -48,10 +49,10 @@ void BlockGruUpdate(const BlockGruGeometry& g, const T* h, const T* xp,
              [&](int64_t b0, int64_t b1) {
                for (int64_t b = b0; b < b1; ++b) {
                  for (int64_t i = 0; i < nb; ++i) {
-                   const S z = static_cast<S>(gate[b * nb + i]);
+                   const S v = static_cast<S>(gate[b * nb + i]);
                    const int64_t u = b * n + i * L, c = b * 2 * n + 2 * i * L;
-                   if (z > S(0)) {  // NaN is closed
-                     OpenBlock<T>(L, z, h + u, xp + c, hp + c, bias + 2 * i * L, out + u);
+                   if (v > S(0)) {  // NaN is closed
+                     OpenBlock<T>(L, std::tanh(v), h + u, xp + c, hp + c, bias + 2 * i * L, out + u);
                    } else if (out != h) {
                      std::copy_n(h + u, L, out + u);
                    }

@@ -4,8 +4,9 @@
 //
 //   h, out (batch, units); gate (batch, blocks); xp, hp (batch, 2 * units);
 //   bias (2 * units); L = units / blocks. For unit u = i L + j of row b,
-//   z = gate[b, i], cr = 2 i L + j, ch = cr + L:
-//     z > 0:  r = sigmoid((xp[b, cr] + bias[cr]) + hp[b, cr])
+//   v = gate[b, i], cr = 2 i L + j, ch = cr + L:
+//     v > 0:  z = tanh(v) (gate holds the gate's pre-activations)
+//             r = sigmoid((xp[b, cr] + bias[cr]) + hp[b, cr])
 //             hc = tanh((xp[b, ch] + bias[ch]) + r * hp[b, ch])
 //             out[b, u] = (1 - z) * h[b, u] + z * hc
 //     else (NaN included): out[b, u] = h[b, u], copied exactly.

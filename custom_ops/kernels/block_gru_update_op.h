@@ -7,8 +7,10 @@
 // block i of a row holds units [i L, (i + 1) L), and xp, hp and bias hold
 // that block's reset-gate columns at [2 i L, 2 i L + L) and its candidate
 // columns at [2 i L + L, 2 (i + 1) L) (the cell's interleaved layout). For
-// unit u = i L + j of row b, with z = gate[b, i], cr = 2 i L + j, ch = cr + L:
-//   open (z > 0):  r   = sigmoid((xp[b, cr] + bias[cr]) + hp[b, cr])
+// unit u = i L + j of row b, with v = gate[b, i], cr = 2 i L + j, ch = cr + L:
+//   open (v > 0):  z   = tanh(v)  (gate holds the gate's pre-activations:
+//                                    the gate is cliptanh(v) = tanh(max(v, 0)))
+//                  r   = sigmoid((xp[b, cr] + bias[cr]) + hp[b, cr])
 //                  hc  = tanh((xp[b, ch] + bias[ch]) + r * hp[b, ch])
 //                  out = (1 - z) * h[b, u] + z * hc
 //   closed (else, NaN included): out = h[b, u], copied exactly.

@@ -56,9 +56,10 @@ REGISTER_OP("BlockGruUpdate")
 The GRU state update of the open gate blocks (ConditionalGRUCell, block
 gating). With L = n / g, block i of a row is units [i L, (i + 1) L) and the
 columns [2 i L, 2 i L + L) (reset gate) and [2 i L + L, 2 (i + 1) L)
-(candidate) of xp, hp and bias. Where gate[b, i] > 0 (z):
-r = sigmoid(xp + bias + hp), hc = tanh(xp + bias + r * hp) on those columns,
-out = (1 - z) * h + z * hc; elsewhere out = h exactly.
+(candidate) of xp, hp and bias. gate holds the gate's pre-activations: where
+gate[b, i] > 0, with z = tanh(gate[b, i]), r = sigmoid(xp + bias + hp) and
+hc = tanh(xp + bias + r * hp) on those columns, out = (1 - z) * h + z * hc;
+elsewhere out = h exactly.
 )doc");
 
 }  // namespace keras_bandrnn

@@ -279,6 +279,10 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
 
     def _gate(self, x, h, training):
         """The gate values before expansion: `(B, gate_dim)` (block) or `(B, units)`."""
+        return cliptanh(self._gate_preactivation(x, h, training))
+
+    def _gate_preactivation(self, x, h, training):
+        """`BN_s(...)`, whose `cliptanh` is the gate: 0 exactly where it is <= 0."""
         zl = ops.matmul(x, self.gate_kernel) + ops.matmul(h, self.recurrent_gate_kernel)
         if self.use_bias:
             zl = zl + self.gate_bias
@@ -299,8 +303,7 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         else:
             mean = ops.cast(self.moving_mean, v.dtype)
             var = ops.cast(self.moving_variance, v.dtype)
-        v = (v - mean) * ops.rsqrt(var + self.gate_epsilon) + self.sparsity_bias
-        return cliptanh(v)
+        return (v - mean) * ops.rsqrt(var + self.gate_epsilon) + self.sparsity_bias
 
     def _expand(self, gate):
         """Gate values -> `z` of shape `(B, units)`."""
@@ -328,17 +331,18 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         if training and 0.0 < self.recurrent_dropout < 1.0:
             h_d = h * self.get_recurrent_dropout_mask(h)
 
-        gate = self._gate(x_d, h_d, training)
-        closed = ops.mean(ops.cast(ops.equal(gate, 0), "float32"))
+        v = self._gate_preactivation(x_d, h_d, training)
+        # cliptanh(v) == 0 exactly where v <= 0.
+        closed = ops.mean(ops.cast(ops.less_equal(v, 0), "float32"))
         self.closed_fraction.update_state(closed)
 
         if not training and self.conditional_inference:
             if self.gating == "block":
-                h_new = self._block_conditional(x, h, gate)
+                h_new = self._block_conditional(x, h, v)
             else:
-                h_new = self._unstructured_conditional(x, h, gate)
+                h_new = self._unstructured_conditional(x, h, cliptanh(v))
         else:
-            z = self._expand(gate)
+            z = self._expand(cliptanh(v))
             xp = ops.matmul(x_d, self.kernel)
             if self.use_bias:
                 xp = xp + self.bias
@@ -353,7 +357,7 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
             return ops.matmul(h, self.recurrent_kernel)
         return tf.matmul(h, ops.cast(self.recurrent_kernel, h.dtype), transpose_b=True)
 
-    def _block_conditional(self, x, h, gate):
+    def _block_conditional(self, x, h, v):
         """Only the open (sample, block) pairs are multiplied and updated.
 
         The products come from `block_sparse_matmul` (work proportional to the
@@ -364,15 +368,15 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         closed blocks keep `h` exactly and cost nothing past the gate.
         """
         L = self.layout_block
-        mask = gate > 0
+        mask = v > 0  # the open blocks, where the gate cliptanh(v) is > 0
         xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
         hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, 2 * L)
         bias = ops.cast(self.bias, x.dtype) if self.use_bias else tf.zeros([2 * self.units], x.dtype)
-        gate = ops.cast(gate, h.dtype)
+        v = ops.cast(v, h.dtype)
         if self.activation in _TANH and self.recurrent_activation in _SIGMOID:
-            return block_gru_update(h, xp, hp, gate, bias)
+            return block_gru_update(h, xp, hp, v, bias)
         return block_gru_update_fallback.block_gru_update(
-            h, xp, hp, gate, bias, self.activation, self.recurrent_activation
+            h, xp, hp, v, bias, self.activation, self.recurrent_activation
         )
 
     def _unstructured_conditional(self, x, h, z):

@@ -28,7 +28,7 @@ def block_gru_update(h, xp, hp, gate, bias, activation=tf.tanh, recurrent_activa
     r = recurrent_activation(xo[:, 0] + ho[:, 0])
     hc = activation(xo[:, 1] + r * ho[:, 1])
     h2 = tf.reshape(h, (-1, L))
-    z = tf.gather(tf.reshape(gate, [-1]), rows)[:, None]
+    z = tf.tanh(tf.gather(tf.reshape(gate, [-1]), rows))[:, None]
     h_open = (1.0 - z) * tf.gather(h2, rows) + z * hc
     out = tf.reshape(tf.tensor_scatter_nd_update(h2, rows[:, None], h_open), (batch, n))
     return tf.cast(out, dtype)

@@ -32,23 +32,25 @@ def block_gru_update(h, xp, hp, gate, bias, name=None):
     With `L = n // g`, gate block `i` of a row holds units `[i L, (i + 1) L)`
     and, in `xp`, `hp` and `bias`, the reset-gate columns
     `[2 i L, 2 i L + L)` and the candidate columns `[2 i L + L, 2 (i + 1) L)`
-    of those units (`ConditionalGRUCell`'s interleaved layout). Where
-    `z = gate[b, i] > 0` (open), on those columns:
+    of those units (`ConditionalGRUCell`'s interleaved layout). `gate` holds
+    the update gate's pre-activations: the gate is `z = tanh(max(gate, 0))`
+    (the cell's `cliptanh`), so block `i` of row `b` is open where
+    `gate[b, i] > 0`, and there, on its columns, with `z = tanh(gate[b, i])`:
 
         r = sigmoid(xp + bias + hp)         # reset gate
         h_cand = tanh(xp + bias + r * hp)   # candidate (r outside U_h)
         out = (1 - z) * h + z * h_cand
 
-    and elsewhere (`gate <= 0`, or NaN) `out = h` exactly. The compiled
-    kernels only compute the open pairs.
+    Elsewhere (`gate <= 0`, or NaN) `out = h` exactly. The compiled kernels
+    only compute the open pairs.
 
     Args:
         h: `(B, n)` state, float32, float64, bfloat16 or float16 (half types
             compute in float32).
         xp: `(B, 2 n)` input product `x @ W` (interleaved layout), same dtype.
         hp: `(B, 2 n)` recurrent product `h @ U`, same dtype.
-        gate: `(B, g)` gate values `z` per block, same dtype; `n` is a
-            multiple of `g`.
+        gate: `(B, g)` pre-activations of the gate per block, same dtype;
+            `n` is a multiple of `g`.
         bias: `(2 n,)` bias of `xp`, same dtype.
         name: optional op name.
 
@@ -59,9 +61,10 @@ def block_gru_update(h, xp, hp, gate, bias, name=None):
 
     >>> h = tf.zeros([1, 4])
     >>> xp = tf.ones([1, 8]); hp = tf.zeros([1, 8]); bias = tf.zeros([8])
-    >>> out = block_gru_update(h, xp, hp, tf.constant([[0.5, 0.0]]), bias)
-    >>> out.numpy().round(3)  # block 0: 0.5 * tanh(1); block 1 stays 0
-    array([[0.381, 0.381, 0.   , 0.   ]], dtype=float32)
+    >>> gate = tf.constant([[0.5, -1.0]])  # block 0 open, z = tanh(0.5)
+    >>> out = block_gru_update(h, xp, hp, gate, bias)
+    >>> out.numpy().round(3)  # block 0: tanh(0.5) * tanh(1); block 1 stays 0
+    array([[0.352, 0.352, 0.   , 0.   ]], dtype=float32)
     """
     with tf.name_scope(name or "block_gru_update"):
         h = convert(h, "h")

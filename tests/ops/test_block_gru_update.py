@@ -28,9 +28,9 @@ def reference(h, xp, hp, gate, bias):
     for b in range(B):
         for u in range(n):
             i, j = divmod(u, L)
-            z = gate[b, i]
-            if not z > 0:
+            if not gate[b, i] > 0:
                 continue
+            z = np.tanh(gate[b, i])
             cr, ch = 2 * i * L + j, 2 * i * L + L + j
             r = sigmoid(xp[b, cr] + bias[cr] + hp[b, cr])
             hc = np.tanh(xp[b, ch] + bias[ch] + r * hp[b, ch])
@@ -43,7 +43,7 @@ def make_inputs(rng, batch, n, g, dtype, closed=0.5):
     h = np.tanh(rng.standard_normal((batch, n)))
     xp, hp = rng.standard_normal((2, batch, 2 * n))
     bias = rng.standard_normal(2 * n) * 0.5
-    gate = rng.random((batch, g))
+    gate = rng.random((batch, g)) * 2.0
     gate[rng.random((batch, g)) < closed] = 0.0
     if gate.size > 2:
         gate.flat[1] = -0.25  # negative: closed too
