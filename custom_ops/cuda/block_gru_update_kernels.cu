@@ -1,0 +1,123 @@
+// CUDA kernel of BlockGruUpdate; see the header for the contract. Elementwise:
+// one thread per (row, unit) in a grid-stride loop with 64-bit indices. The
+// per-element code (GruUpdate::element) is host-callable, so that the CPU
+// emulation (tests/gpu/emulate.cu, -DKBR_EMULATE) runs the very same indexing
+// on the host. `out` may be `h` (in place; closed units are then not written),
+// so neither carries __restrict__.
+#include "cuda/block_gru_update_kernels.h"
+#include "cuda/tile_gemm.cuh"
+
+#include <cmath>
+#include <cstdint>
+
+namespace keras_bandrnn {
+namespace cuda {
+namespace {
+
+constexpr int kGruThreads = 256;
+// Grid cap: a few waves of blocks on any current GPU; larger problems loop.
+constexpr int64_t kGruMaxBlocks = 8192;
+
+// Accurate transcendental functions (no fast-math intrinsics) in the compute
+// type: float for the 16-bit types and float, double for double.
+KBR_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+KBR_HD double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+KBR_HD float tanh_acc(float x) { return tanhf(x); }
+KBR_HD double tanh_acc(double x) { return tanh(x); }
+
+template <typename T>
+struct GruUpdate {
+  using Acc = typename Num<T>::Acc;
+  const T* h;
+  const T* xp;
+  const T* hp;
+  const T* gate;
+  const T* bias;
+  T* out;
+  int64_t units, blocks, L;
+
+  // Element e = b * units + u of h / out.
+  KBR_HD void element(int64_t e) const {
+    const int64_t b = e / units, u = e - b * units;
+    const int64_t i = u / L, j = u - i * L;
+    const Acc z = Num<T>::to_acc(gate[b * blocks + i]);
+    if (!(z > Acc(0))) {  // closed, NaN included: h bit for bit
+      if (out != h) out[e] = h[e];
+      return;
+    }
+    const int64_t cr = 2 * i * L + j, ch = cr + L, row = b * 2 * units;
+    const Acc r = sigmoid((Num<T>::to_acc(xp[row + cr]) + Num<T>::to_acc(bias[cr])) +
+                          Num<T>::to_acc(hp[row + cr]));
+    const Acc hc = tanh_acc((Num<T>::to_acc(xp[row + ch]) + Num<T>::to_acc(bias[ch])) +
+                            r * Num<T>::to_acc(hp[row + ch]));
+    out[e] = Num<T>::from_acc((Acc(1) - z) * Num<T>::to_acc(h[e]) + z * hc);
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kGruThreads)
+    gru_update_kernel(const GruUpdate<T> p, int64_t total) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride)
+    p.element(e);
+}
+
+template <typename T>
+cudaError_t gru_update_t(int64_t batch, int64_t units, int64_t blocks, const void* h,
+                         const void* xp, const void* hp, const void* gate, const void* bias,
+                         void* out, cudaStream_t stream) {
+  const int64_t total = batch * units;
+  if (total == 0) return cudaSuccess;  // nothing to do: no launch
+  GruUpdate<T> p;
+  p.h = static_cast<const T*>(h);
+  p.xp = static_cast<const T*>(xp);
+  p.hp = static_cast<const T*>(hp);
+  p.gate = static_cast<const T*>(gate);
+  p.bias = static_cast<const T*>(bias);
+  p.out = static_cast<T*>(out);
+  p.units = units;
+  p.blocks = blocks;
+  p.L = units / blocks;
+#ifdef KBR_EMULATE
+  (void)stream;
+  for (int64_t e = 0; e < total; ++e) p.element(e);
+  return cudaSuccess;
+#else
+  const int64_t grid = min64(ceil_div(total, kGruThreads), kGruMaxBlocks);
+  gru_update_kernel<T><<<unsigned(grid), kGruThreads, 0, stream>>>(p, total);
+  return cudaGetLastError();
+#endif
+}
+
+bool gru_valid(int dtype, int64_t batch, int64_t units, int64_t blocks) {
+  const bool known = dtype == KBR_FLOAT32 || dtype == KBR_FLOAT64 || dtype == KBR_BFLOAT16 ||
+                     dtype == KBR_FLOAT16;
+  // xp and hp hold batch * 2 * units elements: that count must fit int64.
+  return known && batch >= 0 && units >= 0 && blocks >= 1 && units % blocks == 0 &&
+         (batch == 0 || units <= INT64_MAX / 2 / batch);
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace keras_bandrnn
+
+using namespace keras_bandrnn::cuda;
+
+extern "C" int kbr_block_gru_update(int dtype, int64_t batch, int64_t units, int64_t blocks,
+                                    const void* h, const void* xp, const void* hp,
+                                    const void* gate, const void* bias, void* out,
+                                    cudaStream_t stream) {
+  if (!gru_valid(dtype, batch, units, blocks)) return cudaErrorInvalidValue;
+  switch (dtype) {
+    case KBR_FLOAT32:
+      return gru_update_t<float>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
+    case KBR_FLOAT64:
+      return gru_update_t<double>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
+    case KBR_BFLOAT16:
+      return gru_update_t<__nv_bfloat16>(batch, units, blocks, h, xp, hp, gate, bias, out,
+                                         stream);
+    case KBR_FLOAT16:
+      return gru_update_t<__half>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
+  }
+  return cudaErrorInvalidValue;
+}

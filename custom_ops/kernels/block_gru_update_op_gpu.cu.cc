@@ -1,0 +1,36 @@
+// BlockGruUpdate GPU functor: a thin adapter over the launcher of
+// cuda/block_gru_update_kernels.h, on the device's stream. `out` may be `h`
+// (the op forwards h's buffer when it can); the kernel allows that.
+#if GOOGLE_CUDA
+
+#define EIGEN_USE_GPU
+
+#include "cuda/block_gru_update_kernels.h"
+#include "kernels/block_gru_update_op.h"
+#include "kernels/gpu_launch_status.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace keras_bandrnn {
+namespace functor {
+
+using GPUDevice = Eigen::GpuDevice;
+
+template <typename T>
+struct BlockGruUpdate<GPUDevice, T> {
+  void operator()(const GPUDevice& d, const BlockGruGeometry& g, const T* h, const T* xp,
+                  const T* hp, const T* gate, const T* bias, T* out) {
+    ReportLaunch(kbr_block_gru_update(KbrDtype<T>::value, g.batch, g.units, g.blocks, h, xp, hp,
+                                      gate, bias, out, d.stream()),
+                 "BlockGruUpdate");
+  }
+};
+
+template struct BlockGruUpdate<GPUDevice, float>;
+template struct BlockGruUpdate<GPUDevice, double>;
+template struct BlockGruUpdate<GPUDevice, Eigen::bfloat16>;
+template struct BlockGruUpdate<GPUDevice, Eigen::half>;
+
+}  // namespace functor
+}  // namespace keras_bandrnn
+
+#endif  // GOOGLE_CUDA
