@@ -10,3 +10,4 @@
 #endif
 #include "cuda/band_kernels.cu"
 #include "cuda/block_sparse_kernels.cu"
+#include "cuda/block_gru_update_kernels.cu"

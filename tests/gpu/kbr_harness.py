@@ -27,6 +27,7 @@ CUDA_DIR = os.path.join(ROOT, "custom_ops", "cuda")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 DTYPE_ENUM = {"float32": 0, "float64": 1, "bfloat16": 2, "float16": 3}
 BS_FORWARD, BS_GRAD_X, BS_GRAD_W = 0, 1, 2
+CUDA_ERROR_INVALID_VALUE = 1  # cudaErrorInvalidValue
 
 
 def _declare(lib):
@@ -41,8 +42,11 @@ def _declare(lib):
                  "kbr_block_sparse_matmul_grad_w"):
         getattr(lib, name).argtypes = [ctypes.c_int, i64, i64, i64, i64, vp, vp, vp, vp,
                                        vp, ctypes.c_size_t, vp]
+    lib.kbr_block_gru_update.argtypes = [ctypes.c_int, i64, i64, i64, vp, vp, vp, vp, vp, vp,
+                                         vp]
     for name in ("kbr_band_matmul", "kbr_band_outer", "kbr_block_sparse_matmul",
-                 "kbr_block_sparse_matmul_grad_x", "kbr_block_sparse_matmul_grad_w"):
+                 "kbr_block_sparse_matmul_grad_x", "kbr_block_sparse_matmul_grad_w",
+                 "kbr_block_gru_update"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -112,6 +116,11 @@ class EmuBackend:
     def to_numpy(self, arr):
         return np.asarray(arr).astype(np.float64)
 
+    def bits(self, arr):
+        """The raw bits of `arr` as unsigned integers (for bit-exact comparisons)."""
+        arr = np.asarray(arr)
+        return arr.view(f"u{arr.dtype.itemsize}").copy()
+
     @property
     def stream(self):
         return None
@@ -153,6 +162,11 @@ class TorchBackend:
 
     def to_numpy(self, t):
         return t.detach().to(self.torch.float64).cpu().numpy()
+
+    def bits(self, t):
+        """The raw bits of `t` as integers (for bit-exact comparisons)."""
+        itype = {2: self.torch.int16, 4: self.torch.int32, 8: self.torch.int64}[t.element_size()]
+        return t.detach().contiguous().view(itype).cpu().numpy()
 
     @property
     def stream(self):
@@ -209,6 +223,17 @@ def block_sparse(be, op, p, q, mask, batch, k, n, bs, dtype):
     return be.to_numpy(out)
 
 
+def block_gru_update(be, h, xp, hp, gate, bias, batch, units, blocks, dtype, out=None):
+    """out (batch, units), a fresh NaN-filled buffer unless given (may be `h`)."""
+    if out is None:
+        out = be.empty((batch, units), dtype)
+    _ok(be.lib.kbr_block_gru_update(DTYPE_ENUM[dtype], batch, units, blocks, be.ptr(h),
+                                    be.ptr(xp), be.ptr(hp), be.ptr(gate), be.ptr(bias),
+                                    be.ptr(out), be.stream), "kbr_block_gru_update")
+    be.sync()
+    return out
+
+
 # --------------------------------------------------------------------------
 # Dense float64 references.
 
@@ -263,6 +288,40 @@ def ref_block_sparse_grad_w(x, dy, mask, bs):
     return x.T @ (dy * expand_mask(mask, bs))
 
 
+def _gru_columns(m, blocks):
+    """(reset, candidate) column halves of xp / hp / bias (..., 2 n), each (..., n)."""
+    lead, two_n = m.shape[:-1], m.shape[-1]
+    L = two_n // 2 // blocks
+    m = m.reshape(lead + (blocks, 2, L))
+    return m[..., 0, :].reshape(lead + (blocks * L,)), m[..., 1, :].reshape(lead + (blocks * L,))
+
+
+def ref_block_gru_update(h, xp, hp, gate, bias, blocks):
+    """(out, out_abs): the update in float64, and the magnitude its rounding errors scale with.
+
+    out_abs bounds |(1 - z) h| + z (|hc| + |the candidate's argument| + |hp_h| |the reset
+    argument|), the sum that error propagation through sigmoid (slope <= 1/4) and tanh
+    (slope <= 1) scales with; 0 on closed units (those must be bit-exact copies of h).
+    """
+    units = h.shape[1]
+    L = units // blocks if blocks else 0
+    z = np.repeat(gate, L, axis=1)
+    is_open = z > 0  # NaN: closed
+    z = np.where(is_open, z, 0.0)
+    xr, xc = _gru_columns(xp, blocks)
+    hr, hc_p = _gru_columns(hp, blocks)
+    br, bc = _gru_columns(bias[None, :], blocks)
+    arg_r = (xr + br) + hr
+    r = 1.0 / (1.0 + np.exp(-arg_r))
+    arg_c = (xc + bc) + r * hc_p
+    hc = np.tanh(arg_c)
+    out = np.where(is_open, (1.0 - z) * h + z * hc, h)
+    size_r = np.abs(xr) + np.abs(br) + np.abs(hr)
+    size_c = np.abs(xc) + np.abs(bc) + np.abs(r * hc_p)
+    out_abs = np.abs(1.0 - z) * np.abs(h) + z * (1.0 + size_c + np.abs(hc_p) * (1.0 + size_r))
+    return out, np.where(is_open, out_abs, 0.0), is_open
+
+
 def tolerance(dtype, reduction):
     """Relative error bound against the |.|-reference for a sum of `reduction` terms."""
     eps_acc = {"float64": 2.0**-52}.get(dtype, 2.0**-23)
@@ -272,9 +331,13 @@ def tolerance(dtype, reduction):
 
 
 def assert_close(got, want, want_abs, dtype, reduction, what):
+    assert_within(got, want, tolerance(dtype, reduction) * want_abs + 1e-300, what)
+
+
+def assert_within(got, want, bound, what):
+    """|got - want| <= bound elementwise, got finite; names the first offender."""
     assert got.shape == want.shape, (what, got.shape, want.shape)
     assert np.all(np.isfinite(got)), f"{what}: non-finite output"
-    bound = tolerance(dtype, reduction) * want_abs + 1e-300
     err = np.abs(got - want)
     bad = err > bound
     if bad.any():
@@ -351,6 +414,101 @@ def check_block_sparse(be, rng, dtype, batch, k, n, bs, mask_kind):
     assert_close(got, ref_block_sparse_grad_w(x, dy, mask, bs),
                  ref_block_sparse_grad_w(np.abs(x), np.abs(dy), mask, bs), dtype, batch,
                  "grad_w " + tag)
+
+
+def gru_bound(want, want_abs, dtype):
+    """Error bound of the update: 16 units of roundoff of the compute type on `want_abs`
+    (each step of the float32 / float64 evaluation, the 2-ulp expf / tanhf included, stays
+    within about 4), then the rounding to `dtype` (half an ulp; subnormal spacing near 0).
+    """
+    u_acc = 2.0**-53 if dtype == "float64" else 2.0**-24
+    u_out = {"float32": 2.0**-24, "float64": 2.0**-53, "bfloat16": 2.0**-8,
+             "float16": 2.0**-11}[dtype]
+    tiny = {"float32": 2.0**-150, "float64": 0.0, "bfloat16": 2.0**-134,
+            "float16": 2.0**-25}[dtype]  # half the smallest subnormal
+    acc = 16 * u_acc * want_abs
+    out = 0.0 if dtype in ("float32", "float64") else u_out * (np.abs(want) + acc) + tiny
+    return acc + out + 1e-300
+
+
+def random_gate(rng, batch, blocks, dtype):
+    """About half the entries <= 0; exact 0, NaN, -0, 1 and NaN replace up to half of them."""
+    gate = round_to(rng.uniform(-1.0, 1.0, (batch, blocks)), dtype)
+    flat = gate.reshape(-1)  # a view
+    specials = [0.0, np.nan, -0.0, 1.0, np.nan][: flat.size // 2]
+    flat[rng.permutation(flat.size)[: len(specials)]] = specials
+    return gate
+
+
+def check_block_gru_update(be, rng, dtype, batch, units, blocks):
+    """kbr_block_gru_update against the float64 reference, out-of-place and in place."""
+    tag = f"block_gru_update {dtype} B={batch} n={units} blocks={blocks}"
+    h = round_to(rng.standard_normal((batch, units)), dtype)
+    if units:  # -0 and float16's smallest subnormal, to be copied bit for bit where closed
+        h[:, 0], h[:, -1] = -0.0, 2.0**-24
+    xp = round_to(2.0 * rng.standard_normal((batch, 2 * units)), dtype)
+    hp = round_to(2.0 * rng.standard_normal((batch, 2 * units)), dtype)
+    bias = round_to(rng.standard_normal(2 * units), dtype)
+    gate = random_gate(rng, batch, blocks, dtype)
+    h_dev, xp_dev, hp_dev, gate_dev, bias_dev = (
+        be.to_device(v, dtype) for v in (h, xp, hp, gate, bias))
+    h_bits = be.bits(h_dev)
+    want, want_abs, is_open = ref_block_gru_update(h, xp, hp, gate, bias, blocks)
+
+    out_dev = block_gru_update(be, h_dev, xp_dev, hp_dev, gate_dev, bias_dev, batch, units,
+                               blocks, dtype)
+    got, got_bits = be.to_numpy(out_dev), be.bits(out_dev)
+    assert np.array_equal(be.bits(h_dev), h_bits), f"{tag}: h was modified"
+    closed = ~is_open
+    bad = got_bits[closed] != h_bits[closed]
+    assert not bad.any(), f"{tag}: {bad.sum()} closed units differ from h bit for bit"
+    assert_within(np.where(is_open, got, 0.0), np.where(is_open, want, 0.0),
+                  gru_bound(want, want_abs, dtype), tag)
+
+    # In place (out is h), as the op runs when it can forward h's buffer.
+    inplace = be.to_device(h, dtype)
+    block_gru_update(be, inplace, xp_dev, hp_dev, gate_dev, bias_dev, batch, units, blocks,
+                     dtype, out=inplace)
+    assert np.array_equal(be.bits(inplace), got_bits), f"{tag}: in place differs"
+
+
+def check_block_gru_update_rejects(be, dtype):
+    """Bad sizes and dtypes: cudaErrorInvalidValue and nothing written; empty: success."""
+    lib, p, s, code = be.lib, be.ptr, be.stream, DTYPE_ENUM[dtype]
+    h = be.to_device(np.zeros((2, 4)), dtype)
+    xp = be.to_device(np.zeros((2, 8)), dtype)
+    gate = be.to_device(np.ones((2, 2)), dtype)
+    bias = be.to_device(np.zeros(8), dtype)
+    out = be.empty((2, 4), dtype)
+    before = be.bits(out)
+    bad = [(code, -1, 4, 2), (code, 2, -4, 2), (code, 2, 4, 0), (code, 2, 4, -2),
+           (code, 2, 4, 3),                       # units not a multiple of blocks
+           (code, 2, 0, 0), (code, 0, 4, 0),      # blocks < 1 even with nothing to do
+           (code, 2**40, 2**40, 1),               # batch * 2 * units overflows int64
+           (7, 2, 4, 2), (-1, 2, 4, 2), (7, 0, 4, 2)]  # unknown dtype
+    for args in bad:
+        status = lib.kbr_block_gru_update(*args, p(h), p(xp), p(xp), p(gate), p(bias), p(out), s)
+        assert status == CUDA_ERROR_INVALID_VALUE, (dtype, args, status)
+    be.sync()
+    assert np.array_equal(be.bits(out), before), f"{dtype}: a rejected launch wrote `out`"
+    for batch, units, blocks in ((0, 4, 2), (2, 0, 1), (2, 0, 3), (0, 0, 1)):
+        status = lib.kbr_block_gru_update(code, batch, units, blocks, None, None, None, None,
+                                          None, None, s)
+        assert status == 0, (dtype, batch, units, blocks, status)
+
+
+def block_gru_cases(big):
+    """(batch, units, blocks); `big` adds sizes past the launcher's grid cap."""
+    cases = [
+        (0, 8, 2), (5, 0, 1), (5, 0, 3),          # nothing to do
+        (1, 1, 1), (4, 6, 6), (3, 7, 7),          # blocks == units (L = 1)
+        (4, 7, 1), (2, 64, 1),                    # blocks == 1 (L = units)
+        (3, 12, 4), (5, 15, 3),                   # odd sizes
+        (64, 1024, 64), (64, 1024, 32), (64, 1024, 16),  # L = 16, 32, 64
+    ]
+    if big:
+        cases += [(2100, 1024, 32), (3, 4096, 1), (257, 768, 768)]
+    return cases
 
 
 def band_cases(big):

@@ -45,6 +45,17 @@ def test_block_sparse(be, case, dtype):
     H.check_block_sparse(be, np.random.default_rng(12), dtype, *case)
 
 
+@pytest.mark.parametrize("dtype", H.DTYPES)
+@pytest.mark.parametrize("case", H.block_gru_cases(big=True))
+def test_block_gru_update(be, case, dtype):
+    H.check_block_gru_update(be, np.random.default_rng(15), dtype, *case)
+
+
+@pytest.mark.parametrize("dtype", H.DTYPES)
+def test_block_gru_update_rejects_bad_sizes(be, dtype):
+    H.check_block_gru_update_rejects(be, dtype)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("cyclic", [False, True])
 def test_band_large(be, dtype, cyclic):

@@ -60,3 +60,14 @@ def test_invalid_arguments_are_rejected(be):
     need = lib.kbr_block_sparse_workspace_bytes(0, 2, 4, 6, 6)
     assert need > 0
     assert lib.kbr_block_sparse_matmul(0, 2, 4, 6, 6, p(x), p(w), p(m), p(y), None, 0, None) != 0
+
+
+@pytest.mark.parametrize("dtype", H.DTYPES)
+@pytest.mark.parametrize("case", H.block_gru_cases(big=False))
+def test_block_gru_update(be, case, dtype):
+    H.check_block_gru_update(be, np.random.default_rng(3), dtype, *case)
+
+
+@pytest.mark.parametrize("dtype", H.DTYPES)
+def test_block_gru_update_rejects_bad_sizes(be, dtype):
+    H.check_block_gru_update_rejects(be, dtype)
