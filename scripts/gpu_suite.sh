@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 nvcc --version | tail -2 | tee -a "$OUT/summary.txt"
 
 # 1. build (both in parallel)
-SRC="custom_ops/cuda/band_kernels.cu custom_ops/cuda/block_sparse_kernels.cu"
+SRC="custom_ops/cuda/band_kernels.cu custom_ops/cuda/block_sparse_kernels.cu custom_ops/cuda/block_gru_update_kernels.cu"
 FLAGS="-std=c++17 -O3 -Icustom_ops -gencode arch=compute_${ARCH},code=sm_${ARCH} -lineinfo"
 t0=$(date +%s)
 ( nvcc $FLAGS -shared -Xcompiler -fPIC $SRC -o $BUILD/libkbr_cuda.so -Xptxas -v > "$OUT/build.log" 2>&1 ) &

@@ -3,12 +3,14 @@
 // Values are irrelevant here (tests/gpu/test_cuda_kernels.py checks them);
 // every input buffer is initialised. Exits nonzero on any CUDA error.
 //   nvcc -std=c++17 -O2 -arch=sm_90 -Icustom_ops tests/gpu/sanitize_driver.cu \
-//        custom_ops/cuda/band_kernels.cu custom_ops/cuda/block_sparse_kernels.cu -o driver
+//        custom_ops/cuda/band_kernels.cu custom_ops/cuda/block_sparse_kernels.cu \
+//        custom_ops/cuda/block_gru_update_kernels.cu -o driver
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
 #include "cuda/band_kernels.h"
+#include "cuda/block_gru_update_kernels.h"
 #include "cuda/block_sparse_kernels.h"
 
 static void check(int err, const char* what) {
@@ -46,6 +48,9 @@ int main(int argc, char** argv) {
   const Sparse sparse[] = {{1, 1, 1, 1},     {9, 17, 6, 3},    {130, 40, 192, 64},
                            {70, 33, 100, 25}, {300, 20, 128, 1}, {0, 8, 16, 4},
                            {7, 0, 16, 8},    {257, 129, 384, 128}};
+  struct Gru { long batch, units, blocks; };
+  const Gru grus[] = {{1, 1, 1}, {4, 6, 6}, {4, 7, 1}, {3, 12, 4}, {64, 1024, 32},
+                      {0, 8, 2}, {5, 0, 1}};
   int launches = 0;
   for (int dt : dtypes) {
     const size_t es = esize(dt);
@@ -80,6 +85,19 @@ int main(int argc, char** argv) {
       check(kbr_block_sparse_matmul_grad_w(dt, s.batch, s.k, s.n, s.bs, x.p, y.p, mp, dw.p, w2.p,
                                            n2, 0), "kbr_block_sparse_matmul_grad_w");
       launches += 3;
+    }
+    for (const Gru& g : grus) {
+      // Gate bytes 0x3c..: positive in every dtype, so every unit is open (reads all
+      // inputs); a second launch in place (out = h) with a gate of zeros (closed).
+      Buf h(es * g.batch * g.units), xp(es * g.batch * 2 * g.units),
+          hp(es * g.batch * 2 * g.units), gate(es * g.batch * g.blocks), bias(es * 2 * g.units),
+          out(es * g.batch * g.units);
+      check(kbr_block_gru_update(dt, g.batch, g.units, g.blocks, h.p, xp.p, hp.p, gate.p,
+                                 bias.p, out.p, 0), "kbr_block_gru_update");
+      if (gate.p) check(cudaMemset(gate.p, 0, es * g.batch * g.blocks), "cudaMemset");
+      check(kbr_block_gru_update(dt, g.batch, g.units, g.blocks, h.p, xp.p, hp.p, gate.p,
+                                 bias.p, h.p, 0), "kbr_block_gru_update (in place)");
+      launches += 2;
     }
   }
   std::printf("sanitize_driver: %d launches OK\n", launches);
