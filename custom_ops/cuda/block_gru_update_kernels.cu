@@ -40,11 +40,12 @@ struct GruUpdate {
   KBR_HD void element(int64_t e) const {
     const int64_t b = e / units, u = e - b * units;
     const int64_t i = u / L, j = u - i * L;
-    const Acc z = Num<T>::to_acc(gate[b * blocks + i]);
-    if (!(z > Acc(0))) {  // closed, NaN included: h bit for bit
+    const Acc v = Num<T>::to_acc(gate[b * blocks + i]);  // the gate's pre-activation
+    if (!(v > Acc(0))) {  // closed, NaN included: h bit for bit
       if (out != h) out[e] = h[e];
       return;
     }
+    const Acc z = tanh_acc(v);
     const int64_t cr = 2 * i * L + j, ch = cr + L, row = b * 2 * units;
     const Acc r = sigmoid((Num<T>::to_acc(xp[row + cr]) + Num<T>::to_acc(bias[cr])) +
                           Num<T>::to_acc(hp[row + cr]));

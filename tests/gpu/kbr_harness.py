@@ -297,17 +297,19 @@ def _gru_columns(m, blocks):
 
 
 def ref_block_gru_update(h, xp, hp, gate, bias, blocks):
-    """(out, out_abs): the update in float64, and the magnitude its rounding errors scale with.
+    """(out, out_abs, is_open): the update in float64 (`gate` holds the pre-activations v;
+    open where v > 0, with z = tanh(v)), and the magnitude its rounding errors scale with.
 
-    out_abs bounds |(1 - z) h| + z (|hc| + |the candidate's argument| + |hp_h| |the reset
-    argument|), the sum that error propagation through sigmoid (slope <= 1/4) and tanh
-    (slope <= 1) scales with; 0 on closed units (those must be bit-exact copies of h).
+    out_abs bounds |h| (through 1 - z and the error of z) + z (|hc| + |the candidate's
+    argument| + |hp_h| |the reset argument|), the sum that error propagation through sigmoid
+    (slope <= 1/4) and tanh (slope <= 1) scales with; 0 on closed units (those must be
+    bit-exact copies of h).
     """
     units = h.shape[1]
     L = units // blocks if blocks else 0
-    z = np.repeat(gate, L, axis=1)
-    is_open = z > 0  # NaN: closed
-    z = np.where(is_open, z, 0.0)
+    v = np.repeat(gate, L, axis=1)  # the gate's pre-activations
+    is_open = v > 0  # NaN: closed
+    z = np.tanh(np.where(is_open, v, 0.0))
     xr, xc = _gru_columns(xp, blocks)
     hr, hc_p = _gru_columns(hp, blocks)
     br, bc = _gru_columns(bias[None, :], blocks)
@@ -318,7 +320,7 @@ def ref_block_gru_update(h, xp, hp, gate, bias, blocks):
     out = np.where(is_open, (1.0 - z) * h + z * hc, h)
     size_r = np.abs(xr) + np.abs(br) + np.abs(hr)
     size_c = np.abs(xc) + np.abs(bc) + np.abs(r * hc_p)
-    out_abs = np.abs(1.0 - z) * np.abs(h) + z * (1.0 + size_c + np.abs(hc_p) * (1.0 + size_r))
+    out_abs = np.abs(h) + z * (1.0 + size_c + np.abs(hc_p) * (1.0 + size_r))
     return out, np.where(is_open, out_abs, 0.0), is_open
 
 
@@ -432,10 +434,11 @@ def gru_bound(want, want_abs, dtype):
 
 
 def random_gate(rng, batch, blocks, dtype):
-    """About half the entries <= 0; exact 0, NaN, -0, 1 and NaN replace up to half of them."""
-    gate = round_to(rng.uniform(-1.0, 1.0, (batch, blocks)), dtype)
+    """Pre-activations, about half <= 0; 0, NaN, -0, inf (z = 1), -inf and 8 (z = 1 in
+    float32) replace up to half of them."""
+    gate = round_to(rng.uniform(-2.0, 2.0, (batch, blocks)), dtype)
     flat = gate.reshape(-1)  # a view
-    specials = [0.0, np.nan, -0.0, 1.0, np.nan][: flat.size // 2]
+    specials = [0.0, np.nan, -0.0, np.inf, -np.inf, 8.0][: flat.size // 2]
     flat[rng.permutation(flat.size)[: len(specials)]] = specials
     return gate
 
