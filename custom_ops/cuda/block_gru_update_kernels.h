@@ -11,7 +11,8 @@
 //             out[b, u] = (1 - z) * h[b, u] + z * hc
 //     else (NaN included): out[b, u] = h[b, u], copied exactly.
 //
-// All pointers are device pointers, row-major and densely packed; the launch
+// All pointers are device pointers, row-major and densely packed; `out` may
+// be `h` (an update in place: closed units are then not written). The launch
 // is asynchronous on `stream`; 16-bit types compute in float32. Returns
 // cudaSuccess (also for batch or units of 0: nothing to do), or
 // cudaErrorInvalidValue for bad sizes (negative, blocks < 1, units not a
