@@ -54,7 +54,8 @@ def make_inputs(rng, batch, n, g, dtype, closed=0.5):
 @pytest.mark.parametrize("dtype", [tf.float64, tf.float32, tf.float16, tf.bfloat16])
 @pytest.mark.parametrize(
     "batch, n, g",
-    [(3, 12, 4), (5, 12, 1), (4, 12, 12), (2, 64, 4), (7, 48, 3), (64, 256, 16)],
+    # L = 3, 12, 1, 16, 16, 20 (a whole 16-float chunk and a partial one), 16.
+    [(3, 12, 4), (5, 12, 1), (4, 12, 12), (2, 64, 4), (7, 48, 3), (3, 40, 2), (64, 256, 16)],
 )
 def test_matches_reference(impl, dtype, batch, n, g):
     rng = np.random.default_rng(batch * 1000 + n + g)
