@@ -91,7 +91,27 @@ def block_gru_update(h, xp, hp, gate, bias, name=None):
         lib = dispatch.library()
         if lib is not None:
             return lib.block_gru_update(h, xp, hp, gate, bias)
+        tensors = (h, xp, hp, gate, bias)
+        if not all(t.shape.is_fully_defined() for t in tensors):
+            # Sizes unknown while tracing: the checks the kernel would make.
+            with tf.control_dependencies(_runtime_checks(*tensors)):
+                h = tf.identity(h)
         return block_gru_update_fallback.block_gru_update(h, xp, hp, gate, bias)
+
+
+def _runtime_checks(h, xp, hp, gate, bias):
+    batch, n = tf.shape(h)[0], tf.shape(h)[1]
+    g = tf.shape(gate)[1]
+    products = tf.stack([batch, 2 * n])
+    equal = tf.debugging.assert_equal
+    return [
+        equal(tf.shape(xp), products, message="`xp` must have shape (B, 2 n)"),
+        equal(tf.shape(hp), products, message="`hp` must have shape (B, 2 n)"),
+        equal(tf.shape(gate)[0], batch, message="`gate` must have as many rows as `h`"),
+        tf.debugging.assert_positive(g, message="`gate` must have at least one column"),
+        equal(n % tf.maximum(g, 1), 0, message="the units of `h` must be a multiple of `gate`'s columns"),
+        equal(tf.shape(bias), tf.stack([2 * n]), message="`bias` must have shape (2 n,)"),
+    ]
 
 
 @tf.RegisterGradient("BlockGruUpdate")

@@ -1,5 +1,7 @@
 """block_gru_update against a float64 NumPy reference, both implementations."""
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -185,3 +187,40 @@ def test_kernel_updates_in_place_without_changing_the_callers_h():
     np.testing.assert_array_equal(h_again.numpy(), before)
     np.testing.assert_allclose(out.numpy(), reference(before.astype(np.float64), *(
         a.numpy().astype(np.float64) for a in (xp, hp, gate, bias))), rtol=1e-5, atol=1e-5)
+
+
+# -- Property: the right answer or a clean error, never anything else ---------
+
+
+@st.composite
+def update_cases(draw):
+    batch = draw(st.sampled_from([0, 1, 2, 5]))
+    g = draw(st.integers(0, 6))
+    L = draw(st.sampled_from([1, 2, 3, 16, 17]))
+    n = g * L + draw(st.sampled_from([0, 0, 0, 1]))  # now and then not a multiple
+    offsets = [draw(st.sampled_from([0, 0, 0, 0, 0, 1])) for _ in range(4)]  # xp, hp, gate rows, bias
+    return dict(batch=batch, g=g, n=n, offsets=offsets, in_function=draw(st.booleans()))
+
+
+@hypothesis.settings(
+    max_examples=60, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(case=update_cases())
+def test_property_answer_or_clean_error(impl, case):
+    batch, g, n = case["batch"], case["g"], case["n"]
+    dx, dh, dg, db = case["offsets"]
+    shapes = [(batch, n), (batch, 2 * n + dx), (batch + dh, 2 * n), (batch + dg, g), (2 * n + db,)]
+    rng = np.random.default_rng(batch * 100 + g * 10 + n)
+    args = [rng.standard_normal(s) for s in shapes]
+    fn = block_gru_update
+    if case["in_function"]:  # every size unknown while tracing: the kernel checks
+        fn = tf.function(fn, input_signature=[tf.TensorSpec([None] * len(s), tf.float64) for s in shapes])
+    valid = g >= 1 and n % g == 0 and not any(case["offsets"])
+    try:
+        out = fn(*(tf.constant(a) for a in args))
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+        assert not valid, f"valid arguments were refused: {e}"
+    else:
+        assert valid, "invalid arguments were accepted"
+        np.testing.assert_allclose(out.numpy(), reference(*args), rtol=1e-12, atol=1e-12)
