@@ -277,12 +277,9 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
 
     # -- gate ---------------------------------------------------------------
 
-    def _gate(self, x, h, training):
-        """The gate values before expansion: `(B, gate_dim)` (block) or `(B, units)`."""
-        return cliptanh(self._gate_preactivation(x, h, training))
-
     def _gate_preactivation(self, x, h, training):
-        """`BN_s(...)`, whose `cliptanh` is the gate: 0 exactly where it is <= 0."""
+        """`BN_s(...)`, `(B, gate_dim)` (block) or `(B, units)`: the gate is its
+        `cliptanh`, 0 exactly where it is <= 0."""
         zl = ops.matmul(x, self.gate_kernel) + ops.matmul(h, self.recurrent_gate_kernel)
         if self.use_bias:
             zl = zl + self.gate_bias
