@@ -138,14 +138,6 @@ def one_hot_batch(rng, batch):
     return tf.constant(np.eye(INPUTS, dtype="float32")[rng.integers(0, INPUTS, batch)])
 
 
-def gate_values(cell, x, h):
-    """The gate's pre-normalization values `v` (see SPEC section 4)."""
-    zl = tf.nn.relu(x @ cell.gate_kernel + h @ cell.recurrent_gate_kernel + cell.gate_bias)
-    if cell.gating == "unstructured":
-        return zl @ cell.gate_output_kernel + cell.gate_output_bias
-    return zl
-
-
 def set_closure(cell, x, h, closed, rng):
     """Moving statistics that close about `closed` of the gates on (x, h).
 
@@ -153,7 +145,7 @@ def set_closure(cell, x, h, closed, rng):
     Batch 1: a random `closed` fraction of the gates get a moving mean above
     their value (closed), the others below (open).
     """
-    v = gate_values(cell, x, h).numpy().astype(np.float64)
+    v = cell._gate_values(x, h).numpy().astype(np.float64)
     var = v.var(0) + 1e-2
     if v.shape[0] == 1:
         shut = rng.random(v.shape[1]) < closed

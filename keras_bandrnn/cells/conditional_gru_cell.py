@@ -277,9 +277,9 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
 
     # -- gate ---------------------------------------------------------------
 
-    def _gate_preactivation(self, x, h, training):
-        """`BN_s(...)`, `(B, gate_dim)` (block) or `(B, units)`: the gate is its
-        `cliptanh`, 0 exactly where it is <= 0."""
+    def _gate_values(self, x, h):
+        """The gate's values before the normalization, `(B, gate_dim)` (block)
+        or `(B, units)` (SPEC section 4)."""
         zl = ops.matmul(x, self.gate_kernel) + ops.matmul(h, self.recurrent_gate_kernel)
         if self.use_bias:
             zl = zl + self.gate_bias
@@ -288,6 +288,12 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
             v = ops.matmul(v, self.gate_output_kernel)
             if self.use_bias:
                 v = v + self.gate_output_bias
+        return v
+
+    def _gate_preactivation(self, x, h, training):
+        """`BN_s(...)` of `_gate_values`: the gate is its `cliptanh`, 0 exactly
+        where it is <= 0."""
+        v = self._gate_values(x, h)
         if training:
             mean, var = ops.moments(v, axes=[0])
             m = self.gate_momentum
