@@ -6,6 +6,7 @@ results.
 """
 
 from keras_bandrnn.ops.band_ops import band_matmul
+from keras_bandrnn.ops.band_ops import band_matmul_tanh
 from keras_bandrnn.ops.band_ops import band_outer
 from keras_bandrnn.ops.block_gru_update_ops import block_gru_update
 from keras_bandrnn.ops.block_sparse_ops import block_sparse_matmul
@@ -15,6 +16,7 @@ from keras_bandrnn.ops.dispatch import pure_tf
 
 __all__ = [
     "band_matmul",
+    "band_matmul_tanh",
     "band_outer",
     "block_sparse_matmul",
     "block_gru_update",

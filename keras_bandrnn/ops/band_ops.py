@@ -1,4 +1,5 @@
-"""`band_matmul` and `band_outer`: products with a banded matrix (SPEC section 3).
+"""`band_matmul` and `band_outer`: products with a banded matrix (SPEC section 3),
+and `band_matmul_tanh`, the band cells' fused step.
 
 The two ops and the transposed product are each other's gradients, so every
 derivative, of any order, stays inside the op family and keeps linear cost.
@@ -125,6 +126,59 @@ def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False, name=None
         )
 
 
+def band_matmul_tanh(x, diags, addend, lower, upper, cyclic=False, name=None):
+    """`tanh(addend + band_matmul(x, diags, lower, upper, cyclic))` in one op.
+
+    The step of the band cells with their default `tanh` activation: the
+    kernel applies the activation while it writes the product out, which
+    saves the separate add and `tanh` ops (and their passes over `(B, n)`)
+    on every time step. The gradient is the composition's:
+    `dz = dy * (1 - y**2)`, then `band_matmul(dz, transpose=True)` for `x`,
+    `band_outer(dz, x)` for `diags` and `dz` for `addend`.
+
+    Args:
+        x: `(..., n)` tensor of float32, float64, bfloat16 or float16.
+        diags: `(n, lower + upper + 1)` tensor of the same dtype.
+        addend: tensor of the shape and dtype of `x` (for a cell,
+            `x_t W + b`).
+        lower, upper, cyclic: the band, as in `band_matmul`.
+        name: optional op name.
+
+    Returns:
+        A tensor with the shape and dtype of `x`.
+
+    Example:
+
+    >>> x = tf.ones([2, 4])
+    >>> diags = tf.ones([4, 3])        # tridiagonal, all ones
+    >>> z = tf.fill([2, 4], -2.0)
+    >>> band_matmul_tanh(x, diags, z, lower=1, upper=1).numpy()[0].round(4)
+    array([0.    , 0.7616, 0.7616, 0.    ], dtype=float32)
+    """
+    with tf.name_scope(name or "band_matmul_tanh"):
+        x = convert(x, "x")
+        diags = convert(diags, "diags")
+        addend = convert(addend, "addend")
+        _check_same_dtype(x, "x", diags, "diags")
+        _check_same_dtype(x, "x", addend, "addend")
+        _check_vector_arg(x, "x")
+        if not addend.shape.is_compatible_with(x.shape):
+            raise ValueError(
+                f"`addend` must have the shape of `x`, {x.shape}, got {addend.shape}."
+            )
+        n = x.shape[-1] if x.shape.rank is not None else None
+        k = band.check_band_args(n, lower, upper, cyclic)
+        _check_diags(diags, n, k)
+        lib = dispatch.library()
+        if lib is not None:
+            return lib.band_matmul_tanh(x, diags, addend, lower=lower, upper=upper,
+                                        cyclic=bool(cyclic))
+        if not (x.shape.is_fully_defined() and addend.shape.is_fully_defined()):
+            addend = _checked(addend, tf.debugging.assert_equal(
+                tf.shape(addend), tf.shape(x), message="`addend` must have the shape of `x`"))
+        return tf.tanh(addend + band_matmul(x, diags, lower, upper, cyclic))
+
+
 def band_outer(a, b, lower, upper, cyclic=False, name=None):
     """Band-restricted outer product summed over leading dims (seed: SG2BMM).
 
@@ -187,6 +241,14 @@ def _band_matmul_grad(op, dy):
     else:  # y = x A^T: dD[i, j] = sum dy[i] x[c(i, j)]
         ddiags = band_outer(dy, x, **a)
     return dx, ddiags
+
+
+@tf.RegisterGradient("BandMatmulTanh")
+def _band_matmul_tanh_grad(op, dy):
+    x, diags, _ = op.inputs
+    a = _attrs(op, "lower", "upper", "cyclic")
+    dz = tf.raw_ops.TanhGrad(y=op.outputs[0], dy=dy)
+    return band_matmul(dz, diags, transpose=True, **a), band_outer(dz, x, **a), dz
 
 
 @tf.RegisterGradient("BandOuter")
