@@ -120,8 +120,7 @@ class GridBandCell(BandCellBase):
         self.hub_rows.assign(self.hub_rows.value * self._rows_mask)
         self.hub_columns.assign(self.hub_columns.value * self._columns_mask)
 
-    def _recurrent(self, h):
-        y = super()._recurrent(h)
+    def _beside_band(self, h):
         dtype = h.dtype
         s, m, n = self.grid_stride, self.num_hubs, self.units
         rows = self._weight(self.hub_rows) * tf.constant(self._rows_mask, dtype)
@@ -129,9 +128,11 @@ class GridBandCell(BandCellBase):
         # Hub rows: y[:, j s] += h @ rows[j]; scattered into every s-th unit.
         hub_out = tf.matmul(h, rows, transpose_b=True)  # (B, m)
         hub_out = tf.pad(hub_out[:, :, None], [[0, 0], [0, 0], [0, s - 1]])
-        y = y + tf.reshape(hub_out, [-1, m * s])[:, :n]
+        y = tf.reshape(hub_out, [-1, m * s])[:, :n]
         # Hub columns: every unit reads the hubs h[:, ::s].
-        return y + tf.matmul(h[:, ::s], columns, transpose_b=True)
+        y = y + tf.matmul(h[:, ::s], columns, transpose_b=True)
+        beside = super()._beside_band(h)
+        return y if beside is None else y + beside
 
     def _recurrent_config(self):
         return {
