@@ -283,11 +283,16 @@ def test_property_answer_or_clean_error(impl, case):
     def outer(a, b):
         return ops.band_outer(a, b, lower, upper, cyclic=cyclic)
 
+    def matmul_tanh(x, d, z):
+        return ops.band_matmul_tanh(x, d, z, lower, upper, cyclic=cyclic)
+
     if case["in_function"]:  # leading dims unknown while tracing, n static
         lead = [None] * len(case["batch"])
+        b_spec = S([None] * (len(b_shape) - 1) + [n], tf.float64)
         matmul = tf.function(matmul, input_signature=[S(lead + [n], tf.float64), S(d_shape, tf.float64)])
-        outer = tf.function(outer, input_signature=[
-            S(lead + [n], tf.float64), S([None] * (len(b_shape) - 1) + [n], tf.float64),
+        outer = tf.function(outer, input_signature=[S(lead + [n], tf.float64), b_spec])
+        matmul_tanh = tf.function(matmul_tanh, input_signature=[
+            S(lead + [n], tf.float64), S(d_shape, tf.float64), b_spec,
         ])
 
     matmul_ok = widths_ok and d_shape == (n, k)
@@ -300,6 +305,19 @@ def test_property_answer_or_clean_error(impl, case):
         ref.assert_close(
             numpy64(y), ref.band_matmul(x64, d64, lower, upper, cyclic, case["transpose"]),
             ref.magnitude_matmul(x64, d64, lower, upper, cyclic, case["transpose"]), "float64",
+        )
+
+    # b as the addend of band_matmul_tanh (b_off: not x's shape).
+    tanh_ok = matmul_ok and not case["b_off"]
+    try:
+        y = matmul_tanh(tf.constant(x64), tf.constant(d64), tf.constant(b64))
+    except ERRORS as e:
+        assert not tanh_ok, f"valid band_matmul_tanh arguments were refused: {e}"
+    else:
+        assert tanh_ok, "band_matmul_tanh accepted invalid arguments"
+        ref.assert_close(
+            numpy64(y), np.tanh(b64 + ref.band_matmul(x64, d64, lower, upper, cyclic)),
+            np.abs(b64) + ref.magnitude_matmul(x64, d64, lower, upper, cyclic), "float64",
         )
 
     outer_ok = widths_ok and not case["b_off"]
