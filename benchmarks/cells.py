@@ -249,7 +249,8 @@ def main():
     needed = (1.5 * lstm - width1) / calls
     out("")
     out(f"Where the BandCell(896) step goes. Each time step runs, forward, the input MatMul with "
-        f"BiasAdd (Grappler fuses them into one oneDNN op), band_matmul, the add and tanh; backward, "
+        f"BiasAdd (Grappler fuses them into one oneDNN op) and band_matmul_tanh (the band product, the "
+        f"add and the tanh in one op); backward, "
         f"their gradients (TanhGrad, band_matmul transposed, band_outer, the MatMul and BiasAdd "
         f"gradients) and AddN summing Keras's output and state gradients and the band gradient "
         f"over the loop. With a one-diagonal band the same step takes {width1:.4f} s "
