@@ -16,8 +16,10 @@ class BandCell(BandCellBase):
     band is stored row-aligned as `recurrent_kernel` of shape
     `(units, lower + upper + 1)` (see `keras_bandrnn.band`; the entries that
     would fall outside the matrix are padding, kept at zero and unused) and
-    applied with `keras_bandrnn.ops.band_matmul`, so a step costs
-    `O(batch * units * k)` instead of `O(batch * units**2)`.
+    applied with `keras_bandrnn.ops.band_matmul` (with the default `tanh`,
+    `keras_bandrnn.ops.band_matmul_tanh`: product, sum and activation in one
+    op), so a step costs `O(batch * units * k)` instead of
+    `O(batch * units**2)`.
 
     Args:
         units: Positive integer, dimensionality of the output space.

@@ -9,6 +9,8 @@ through Keras's `DropoutRNNCell`).
 `BandCellBase` adds the band recurrence `band_matmul(h, D)` with its options:
 the band's extent, shift initialization, a fixed (non-trainable) shift and the
 active half-width that `keras_bandrnn.callbacks.BandWidthScheduler` controls.
+With `tanh`, its step is one `band_matmul_tanh` (`_step`), the terms besides
+the band (`_beside_band`: fixed shift, grid hubs) joining the addend.
 """
 
 import keras
