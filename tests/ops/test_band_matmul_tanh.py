@@ -186,3 +186,13 @@ def test_bad_arguments_name_the_argument(impl):
         ops.band_matmul_tanh(x, d, tf.zeros([3, 8], tf.int32), 1, 1)
     with pytest.raises(ValueError, match="lower"):
         ops.band_matmul_tanh(x, d, tf.zeros([3, 8]), -1, 3)
+
+
+def test_docstring_examples(impl):
+    """The examples in the band ops' docstrings run and print what they show."""
+    import doctest
+
+    from keras_bandrnn.ops import band_ops
+
+    failures, tried = doctest.testmod(band_ops, extraglobs={"tf": tf})
+    assert tried >= 9 and failures == 0
