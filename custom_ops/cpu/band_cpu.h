@@ -192,12 +192,39 @@ void ExtendSlice(const BandGeometry& pg, const T* x, int64_t c0, int64_t len, A*
   }
 }
 
+// dst[t] = tanh(addend[t] + src[t]) for t < count, computed in A: the
+// epilogue of band_matmul_tanh. dst may be src. Whole 64-byte chunks of float
+// or double go straight through Eigen's vectorized tanh (fixed-size, so it
+// stays vectorized at any alignment); the rest through a small buffer.
+template <typename T>
+void AddTanh(const T* addend, const T* src, int64_t count, T* dst) {
+  using A = typename AccOf<T>::type;
+  constexpr int64_t C = 64 / sizeof(A);
+  using Chunk = Eigen::Array<A, C, 1>;
+  int64_t t = 0;
+  if constexpr (std::is_same<T, A>::value) {
+    for (; t + C <= count; t += C)
+      Eigen::Map<Chunk>(dst + t) =
+          (Eigen::Map<const Chunk>(addend + t) + Eigen::Map<const Chunk>(src + t)).tanh();
+  }
+  for (; t < count; t += C) {
+    const int64_t m = std::min(C, count - t);
+    Chunk a = Chunk::Zero(), b = Chunk::Zero();
+    for (int64_t e = 0; e < m; ++e) {
+      a[e] = static_cast<A>(addend[t + e]);
+      b[e] = static_cast<A>(src[t + e]);
+    }
+    const Chunk r = (a + b).tanh();
+    for (int64_t e = 0; e < m; ++e) dst[t + e] = static_cast<T>(r[e]);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // band_matmul, small batches: y[b, i] = P[i, :] . xe_b[i : i + k].
 template <typename T>
 void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
-                          const T* diags, T* y, const Schedule& schedule,
-                          int threads) {
+                          const T* diags, const T* addend, T* y,
+                          const Schedule& schedule, int threads) {
   using A = typename AccOf<T>::type;
   const BandGeometry pg = transpose ? g.Transposed() : g;
   const int64_t n = g.n, k = g.k(), ne = n + k - 1;
@@ -218,6 +245,11 @@ void BandMatmulSmallBatch(const BandGeometry& g, bool transpose, const T* x,
         y[b * n + i] = static_cast<T>(Dot(coef, &xe[b * ne + i], k));
     }
   });
+  if (addend == nullptr) return;
+  // The rows are written column by column above; the epilogue is a pass.
+  const int64_t total = g.batch * n;
+  ShardedFor(schedule, threads, total, 16.0 * total, kMinParallelFmas,
+             [&](int64_t t0, int64_t t1) { AddTanh(addend + t0, y + t0, t1 - t0, y + t0); });
 }
 
 // Transposes 16 registers of 16 floats in place: four rounds that swap
@@ -521,8 +553,8 @@ inline void Prefetch(const T* p, int64_t begin, int64_t end, int64_t size) {
 
 template <typename T>
 void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
-                       const T* diags, T* y, const Schedule& schedule,
-                       int threads) {
+                       const T* diags, const T* addend, T* y,
+                       const Schedule& schedule, int threads) {
   using A = typename AccOf<T>::type;
   constexpr int64_t kTile = Simd<A>::kWidth;
   const BandGeometry pg = transpose ? g.Transposed() : g;
@@ -579,22 +611,45 @@ void BandMatmulBlocked(const BandGeometry& g, bool transpose, const T* x,
         }
         // Long contiguous runs: many short row writes of y, n apart, would
         // each wait for their cache line.
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(y + (b0 + r) * n + col0, &ybuf[r * ystride], out_cols * sizeof(T));
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t at = (b0 + r) * n + col0;
+          if (addend == nullptr) {
+            std::memcpy(y + at, &ybuf[r * ystride], out_cols * sizeof(T));
+          } else {
+            AddTanh(addend + at, &ybuf[r * ystride], out_cols, y + at);
+          }
+        }
       }
     }
   });
 }
 
+// y = tanh(addend + band(x)) with addend null: y = band(x).
+template <typename T>
+void BandProduct(const BandGeometry& g, bool transpose, const T* x,
+                 const T* diags, const T* addend, T* y, const Schedule& schedule,
+                 int threads) {
+  if (g.batch == 0 || g.n == 0) return;
+  if (g.batch >= kBlockedMinBatch) {
+    BandMatmulBlocked(g, transpose, x, diags, addend, y, schedule, threads);
+  } else {
+    BandMatmulSmallBatch(g, transpose, x, diags, addend, y, schedule, threads);
+  }
+}
+
+// band_matmul: y = x A^T (x A when transpose), x and y of shape (batch, n).
 template <typename T>
 void BandMatmul(const BandGeometry& g, bool transpose, const T* x,
                 const T* diags, T* y, const Schedule& schedule, int threads = 1) {
-  if (g.batch == 0 || g.n == 0) return;
-  if (g.batch >= kBlockedMinBatch) {
-    BandMatmulBlocked(g, transpose, x, diags, y, schedule, threads);
-  } else {
-    BandMatmulSmallBatch(g, transpose, x, diags, y, schedule, threads);
-  }
+  BandProduct<T>(g, transpose, x, diags, nullptr, y, schedule, threads);
+}
+
+// band_matmul_tanh: y = tanh(addend + x A^T), the band cells' step with the
+// activation applied as the product's rows are written out.
+template <typename T>
+void BandMatmulTanh(const BandGeometry& g, const T* x, const T* diags,
+                    const T* addend, T* y, const Schedule& schedule, int threads = 1) {
+  BandProduct<T>(g, false, x, diags, addend, y, schedule, threads);
 }
 
 // ---------------------------------------------------------------------------

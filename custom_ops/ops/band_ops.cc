@@ -1,5 +1,5 @@
 // Registration and shape functions of the band op family (SPEC section 3).
-// Kernels live in custom_ops/kernels/band_{matmul,outer}_op.{cc,cu.cc}.
+// Kernels live in custom_ops/kernels/band_{matmul,matmul_tanh,outer}_op.{cc,cu.cc}.
 
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
@@ -48,6 +48,15 @@ absl::Status BandOuterShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
+// x: (..., n), diags: (n, k), addend: like x -> y: like x.
+absl::Status BandMatmulTanhShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(BandMatmulShape(c));
+  ShapeHandle y;
+  TF_RETURN_IF_ERROR(c->Merge(c->output(0), c->input(2), &y));
+  c->set_output(0, y);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 REGISTER_OP("BandMatmul")
@@ -80,3 +89,18 @@ entries of an open band are 0.
 )doc");
 
 }  // namespace keras_bandrnn
+
+REGISTER_OP("BandMatmulTanh")
+    .Input("x: T")
+    .Input("diags: T")
+    .Input("addend: T")
+    .Output("y: T")
+    .Attr("T: {float, double, bfloat16, half}")
+    .Attr("lower: int >= 0")
+    .Attr("upper: int >= 0")
+    .Attr("cyclic: bool = false")
+    .SetShapeFn(BandMatmulTanhShape)
+    .Doc(R"doc(
+y = tanh(addend + BandMatmul(x, diags)): the band cells' step, with the
+activation applied as the product is written out.
+)doc");

@@ -1,0 +1,84 @@
+// BandMatmulTanh kernels: the OpKernel, the CPU functor, and the registrations.
+
+#define EIGEN_USE_THREADS
+
+#include "kernels/band_matmul_tanh_op.h"
+
+#include "cpu/band_cpu.h"
+#include "kernels/band_validation.h"
+#include "kernels/cpu_parallel.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+
+namespace keras_bandrnn {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using GPUDevice = Eigen::GpuDevice;
+
+namespace functor {
+
+template <typename T>
+struct BandMatmulTanh<CPUDevice, T> {
+  void operator()(const CPUDevice& d, const BandGeometry& g, const T* x,
+                  const T* diags, const T* addend, T* y) {
+    cpu::BandMatmulTanh(g, x, diags, addend, y, CpuSchedule(d), d.numThreads());
+  }
+};
+
+}  // namespace functor
+
+template <typename Device, typename T>
+class BandMatmulTanhOp : public tensorflow::OpKernel {
+ public:
+  explicit BandMatmulTanhOp(tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, GetBandAttrs(ctx, &lower_, &upper_, &cyclic_));
+  }
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    const tensorflow::Tensor& x = ctx->input(0);
+    const tensorflow::Tensor& diags = ctx->input(1);
+    const tensorflow::Tensor& addend = ctx->input(2);
+    BandGeometry g;
+    OP_REQUIRES_OK(ctx, BandGeometryOf(x.shape(), "x", lower_, upper_, cyclic_, &g));
+    OP_REQUIRES_OK(ctx, CheckDiags(diags.shape(), g));
+    OP_REQUIRES(ctx, addend.shape() == x.shape(),
+                absl::InvalidArgumentError("`addend` must have the shape of `x`, " +
+                                           x.shape().DebugString() + ", got " +
+                                           addend.shape().DebugString()));
+    tensorflow::Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    if (y->NumElements() == 0) return;
+    functor::BandMatmulTanh<Device, T>()(ctx->eigen_device<Device>(), g,
+                                         x.flat<T>().data(), diags.flat<T>().data(),
+                                         addend.flat<T>().data(), y->flat<T>().data());
+  }
+
+ private:
+  int64_t lower_, upper_;
+  bool cyclic_;
+};
+
+#define REGISTER_CPU(T)                                                          \
+  REGISTER_KERNEL_BUILDER(                                                       \
+      Name("BandMatmulTanh").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      BandMatmulTanhOp<CPUDevice, T>);
+TF_CALL_float(REGISTER_CPU);
+TF_CALL_double(REGISTER_CPU);
+TF_CALL_bfloat16(REGISTER_CPU);
+TF_CALL_half(REGISTER_CPU);
+#undef REGISTER_CPU
+
+#if GOOGLE_CUDA
+#define REGISTER_GPU(T)                                                          \
+  extern template struct functor::BandMatmulTanh<GPUDevice, T>;                  \
+  REGISTER_KERNEL_BUILDER(                                                       \
+      Name("BandMatmulTanh").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
+      BandMatmulTanhOp<GPUDevice, T>);
+TF_CALL_float(REGISTER_GPU);
+TF_CALL_double(REGISTER_GPU);
+TF_CALL_bfloat16(REGISTER_GPU);
+TF_CALL_half(REGISTER_GPU);
+#undef REGISTER_GPU
+#endif  // GOOGLE_CUDA
+
+}  // namespace keras_bandrnn
