@@ -88,8 +88,6 @@ g[i, j] = sum over leading dims of a[..., i] * b[..., c(i, j)]; padding
 entries of an open band are 0.
 )doc");
 
-}  // namespace keras_bandrnn
-
 REGISTER_OP("BandMatmulTanh")
     .Input("x: T")
     .Input("diags: T")
@@ -104,3 +102,5 @@ REGISTER_OP("BandMatmulTanh")
 y = tanh(addend + BandMatmul(x, diags)): the band cells' step, with the
 activation applied as the product is written out.
 )doc");
+
+}  // namespace keras_bandrnn
