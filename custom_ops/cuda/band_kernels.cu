@@ -234,39 +234,24 @@ cudaError_t band_outer_t(int64_t batch, int64_t n, int64_t lower, int64_t upper,
 }  // namespace cuda
 }  // namespace keras_bandrnn
 
+using namespace keras_bandrnn::cuda;
+
 extern "C" int kbr_band_matmul(int dtype, int64_t batch, int64_t n, int64_t lower, int64_t upper,
                                int cyclic, int transpose, const void* x, const void* diags,
                                void* y, cudaStream_t stream) {
-  using namespace keras_bandrnn::cuda;
   if (!valid_geometry(batch, n, lower, upper, cyclic)) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case KBR_FLOAT32:
-      return band_matmul_t<float>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
-    case KBR_FLOAT64:
-      return band_matmul_t<double>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
-    case KBR_BFLOAT16:
-      return band_matmul_t<__nv_bfloat16>(batch, n, lower, upper, cyclic, transpose, x, diags, y,
-                                          stream);
-    case KBR_FLOAT16:
-      return band_matmul_t<__half>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
-  }
-  return cudaErrorInvalidValue;
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return band_matmul_t<T>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
+  });
 }
 
 extern "C" int kbr_band_outer(int dtype, int64_t batch, int64_t n, int64_t lower, int64_t upper,
                               int cyclic, const void* a, const void* b, void* g,
                               cudaStream_t stream) {
-  using namespace keras_bandrnn::cuda;
   if (!valid_geometry(batch, n, lower, upper, cyclic)) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case KBR_FLOAT32:
-      return band_outer_t<float>(batch, n, lower, upper, cyclic, a, b, g, stream);
-    case KBR_FLOAT64:
-      return band_outer_t<double>(batch, n, lower, upper, cyclic, a, b, g, stream);
-    case KBR_BFLOAT16:
-      return band_outer_t<__nv_bfloat16>(batch, n, lower, upper, cyclic, a, b, g, stream);
-    case KBR_FLOAT16:
-      return band_outer_t<__half>(batch, n, lower, upper, cyclic, a, b, g, stream);
-  }
-  return cudaErrorInvalidValue;
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return band_outer_t<T>(batch, n, lower, upper, cyclic, a, b, g, stream);
+  });
 }
