@@ -407,8 +407,8 @@ def ref_band_matmul_tanh(x, d, addend, n, lower, upper, cyclic, dtype):
     on |addend| + |x| |A^T|: the sum, the rounding of p to `dtype` and of the addition in the
     accumulation type included); tanh passes it on with its largest slope over
     z -/+ that error, sech^2(|z| - err) (slope 1 near 0, none where it saturates). Then tanh's
-    own error in the accumulation type (<= 2 ulp: tanhf, glibc) and the rounding to `dtype`
-    (relative, or half the smallest subnormal near 0).
+    own error in the accumulation type (CUDA and glibc: tanhf, tanh within 2 ulp) and the
+    rounding to `dtype` (relative, or half the smallest subnormal near 0).
     """
     k = lower + upper + 1
     p = ref_band_matmul(x, d, n, lower, upper, cyclic, False)
