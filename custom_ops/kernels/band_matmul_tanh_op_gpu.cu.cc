@@ -1,17 +1,13 @@
 // BandMatmulTanh GPU functor: a thin adapter over kbr_band_matmul_tanh (cuda/).
 #if GOOGLE_CUDA
 
-#define EIGEN_USE_GPU
+#include "kernels/gpu_functor.h"  // first: it defines EIGEN_USE_GPU
 
 #include "cuda/band_kernels.h"
 #include "kernels/band_matmul_tanh_op.h"
-#include "kernels/gpu_launch_status.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 namespace functor {
-
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct BandMatmulTanh<GPUDevice, T> {
@@ -24,10 +20,7 @@ struct BandMatmulTanh<GPUDevice, T> {
   }
 };
 
-template struct BandMatmulTanh<GPUDevice, float>;
-template struct BandMatmulTanh<GPUDevice, double>;
-template struct BandMatmulTanh<GPUDevice, Eigen::bfloat16>;
-template struct BandMatmulTanh<GPUDevice, Eigen::half>;
+KBR_INSTANTIATE_GPU_FUNCTOR(BandMatmulTanh);
 
 }  // namespace functor
 }  // namespace keras_bandrnn
