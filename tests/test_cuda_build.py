@@ -18,7 +18,7 @@ from keras_bandrnn import _lib
 
 DTYPES = {"DT_FLOAT", "DT_DOUBLE", "DT_BFLOAT16", "DT_HALF"}
 GPU_OPS = ("BandMatmul", "BandOuter", "BlockSparseMatmul", "BlockSparseMatmulGradX",
-           "BlockSparseMatmulGradW", "BlockGruUpdate")
+           "BlockSparseMatmulGradW", "BlockGruUpdate", "BandMatmulTanh")
 
 
 def _build_info():

@@ -17,7 +17,12 @@
 // parallelogram m - i + lower in [0, k); the reduction runs over the batch.
 // Every (i, j) of g lies in exactly one tile, so no atomics and the result is
 // deterministic.
+//
+// band_matmul_tanh. band_matmul into y, then an elementwise pass
+// (elementwise.cuh) y = tanh(addend + y) in the accumulation type. Not fused
+// into the tile store (kept simple): the pass reads and writes y once more.
 #include "cuda/band_kernels.h"
+#include "cuda/elementwise.cuh"
 #include "cuda/tile_gemm.cuh"
 
 namespace keras_bandrnn {
@@ -206,6 +211,30 @@ cudaError_t band_matmul_t(int64_t batch, int64_t n, int64_t lower, int64_t upper
                : launch_tile_gemm<decltype(p), kTileM>(p, grid, stream);
 }
 
+// The epilogue of band_matmul_tanh: y[e] = tanh(addend[e] + y[e]), from the
+// product as rounded to T, in the accumulation type.
+template <typename T>
+struct AddTanh {
+  const T* addend;
+  T* y;
+  KBR_HD void element(int64_t e) const {
+    y[e] = Num<T>::from_acc(tanh_acc(Num<T>::to_acc(addend[e]) + Num<T>::to_acc(y[e])));
+  }
+};
+
+template <typename T>
+cudaError_t band_matmul_tanh_t(int64_t batch, int64_t n, int64_t lower, int64_t upper,
+                               bool cyclic, const void* x, const void* d, const void* addend,
+                               void* y, cudaStream_t stream) {
+  const cudaError_t err =
+      band_matmul_t<T>(batch, n, lower, upper, cyclic, false, x, d, y, stream);
+  if (err != cudaSuccess) return err;  // the grid limits included: y untouched
+  AddTanh<T> p;
+  p.addend = static_cast<const T*>(addend);
+  p.y = static_cast<T*>(y);
+  return launch_elementwise(p, batch * n, stream);  // < 2^63: batch, n within the grid limits
+}
+
 template <typename T>
 cudaError_t band_outer_t(int64_t batch, int64_t n, int64_t lower, int64_t upper, bool cyclic,
                          const void* a, const void* b, void* g, cudaStream_t stream) {
@@ -234,39 +263,34 @@ cudaError_t band_outer_t(int64_t batch, int64_t n, int64_t lower, int64_t upper,
 }  // namespace cuda
 }  // namespace keras_bandrnn
 
+using namespace keras_bandrnn::cuda;
+
 extern "C" int kbr_band_matmul(int dtype, int64_t batch, int64_t n, int64_t lower, int64_t upper,
                                int cyclic, int transpose, const void* x, const void* diags,
                                void* y, cudaStream_t stream) {
-  using namespace keras_bandrnn::cuda;
   if (!valid_geometry(batch, n, lower, upper, cyclic)) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case KBR_FLOAT32:
-      return band_matmul_t<float>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
-    case KBR_FLOAT64:
-      return band_matmul_t<double>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
-    case KBR_BFLOAT16:
-      return band_matmul_t<__nv_bfloat16>(batch, n, lower, upper, cyclic, transpose, x, diags, y,
-                                          stream);
-    case KBR_FLOAT16:
-      return band_matmul_t<__half>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
-  }
-  return cudaErrorInvalidValue;
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return band_matmul_t<T>(batch, n, lower, upper, cyclic, transpose, x, diags, y, stream);
+  });
+}
+
+extern "C" int kbr_band_matmul_tanh(int dtype, int64_t batch, int64_t n, int64_t lower,
+                                    int64_t upper, int cyclic, const void* x, const void* diags,
+                                    const void* addend, void* y, cudaStream_t stream) {
+  if (!valid_geometry(batch, n, lower, upper, cyclic)) return cudaErrorInvalidValue;
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return band_matmul_tanh_t<T>(batch, n, lower, upper, cyclic, x, diags, addend, y, stream);
+  });
 }
 
 extern "C" int kbr_band_outer(int dtype, int64_t batch, int64_t n, int64_t lower, int64_t upper,
                               int cyclic, const void* a, const void* b, void* g,
                               cudaStream_t stream) {
-  using namespace keras_bandrnn::cuda;
   if (!valid_geometry(batch, n, lower, upper, cyclic)) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case KBR_FLOAT32:
-      return band_outer_t<float>(batch, n, lower, upper, cyclic, a, b, g, stream);
-    case KBR_FLOAT64:
-      return band_outer_t<double>(batch, n, lower, upper, cyclic, a, b, g, stream);
-    case KBR_BFLOAT16:
-      return band_outer_t<__nv_bfloat16>(batch, n, lower, upper, cyclic, a, b, g, stream);
-    case KBR_FLOAT16:
-      return band_outer_t<__half>(batch, n, lower, upper, cyclic, a, b, g, stream);
-  }
-  return cudaErrorInvalidValue;
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return band_outer_t<T>(batch, n, lower, upper, cyclic, a, b, g, stream);
+  });
 }

@@ -1,29 +1,18 @@
 // CUDA kernel of BlockGruUpdate; see the header for the contract. Elementwise:
-// one thread per (row, unit) in a grid-stride loop with 64-bit indices. The
-// per-element code (GruUpdate::element) is host-callable, so that the CPU
-// emulation (tests/gpu/emulate.cu, -DKBR_EMULATE) runs the very same indexing
-// on the host. `out` may be `h` (in place; closed units are then not written),
-// so neither carries __restrict__.
+// one thread per (row, unit) in a grid-stride loop with 64-bit indices
+// (launch_elementwise of elementwise.cuh). The per-element code
+// (GruUpdate::element) is host-callable, so that the CPU emulation
+// (tests/gpu/emulate.cu, -DKBR_EMULATE) runs the very same indexing on the
+// host. `out` may be `h` (in place; closed units are then not written), so
+// neither carries __restrict__.
 #include "cuda/block_gru_update_kernels.h"
-#include "cuda/tile_gemm.cuh"
+#include "cuda/elementwise.cuh"
 
-#include <cmath>
 #include <cstdint>
 
 namespace keras_bandrnn {
 namespace cuda {
 namespace {
-
-constexpr int kGruThreads = 256;
-// Grid cap: a few waves of blocks on any current GPU; larger problems loop.
-constexpr int64_t kGruMaxBlocks = 8192;
-
-// Accurate transcendental functions (no fast-math intrinsics) in the compute
-// type: float for the 16-bit types and float, double for double.
-KBR_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-KBR_HD double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-KBR_HD float tanh_acc(float x) { return tanhf(x); }
-KBR_HD double tanh_acc(double x) { return tanh(x); }
 
 template <typename T>
 struct GruUpdate {
@@ -56,19 +45,9 @@ struct GruUpdate {
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kGruThreads)
-    gru_update_kernel(const GruUpdate<T> p, int64_t total) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += stride)
-    p.element(e);
-}
-
-template <typename T>
 cudaError_t gru_update_t(int64_t batch, int64_t units, int64_t blocks, const void* h,
                          const void* xp, const void* hp, const void* gate, const void* bias,
                          void* out, cudaStream_t stream) {
-  const int64_t total = batch * units;
-  if (total == 0) return cudaSuccess;  // nothing to do: no launch
   GruUpdate<T> p;
   p.h = static_cast<const T*>(h);
   p.xp = static_cast<const T*>(xp);
@@ -79,22 +58,13 @@ cudaError_t gru_update_t(int64_t batch, int64_t units, int64_t blocks, const voi
   p.units = units;
   p.blocks = blocks;
   p.L = units / blocks;
-#ifdef KBR_EMULATE
-  (void)stream;
-  for (int64_t e = 0; e < total; ++e) p.element(e);
-  return cudaSuccess;
-#else
-  const int64_t grid = min64(ceil_div(total, kGruThreads), kGruMaxBlocks);
-  gru_update_kernel<T><<<unsigned(grid), kGruThreads, 0, stream>>>(p, total);
-  return cudaGetLastError();
-#endif
+  return launch_elementwise(p, batch * units, stream);  // no launch when empty
 }
 
-bool gru_valid(int dtype, int64_t batch, int64_t units, int64_t blocks) {
-  const bool known = dtype == KBR_FLOAT32 || dtype == KBR_FLOAT64 || dtype == KBR_BFLOAT16 ||
-                     dtype == KBR_FLOAT16;
+// Sizes only; dispatch() rejects an unknown dtype.
+bool gru_valid(int64_t batch, int64_t units, int64_t blocks) {
   // xp and hp hold batch * 2 * units elements: that count must fit int64.
-  return known && batch >= 0 && units >= 0 && blocks >= 1 && units % blocks == 0 &&
+  return batch >= 0 && units >= 0 && blocks >= 1 && units % blocks == 0 &&
          (batch == 0 || units <= INT64_MAX / 2 / batch);
 }
 
@@ -108,17 +78,9 @@ extern "C" int kbr_block_gru_update(int dtype, int64_t batch, int64_t units, int
                                     const void* h, const void* xp, const void* hp,
                                     const void* gate, const void* bias, void* out,
                                     cudaStream_t stream) {
-  if (!gru_valid(dtype, batch, units, blocks)) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case KBR_FLOAT32:
-      return gru_update_t<float>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
-    case KBR_FLOAT64:
-      return gru_update_t<double>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
-    case KBR_BFLOAT16:
-      return gru_update_t<__nv_bfloat16>(batch, units, blocks, h, xp, hp, gate, bias, out,
-                                         stream);
-    case KBR_FLOAT16:
-      return gru_update_t<__half>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
-  }
-  return cudaErrorInvalidValue;
+  if (!gru_valid(batch, units, blocks)) return cudaErrorInvalidValue;
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return gru_update_t<T>(batch, units, blocks, h, xp, hp, gate, bias, out, stream);
+  });
 }

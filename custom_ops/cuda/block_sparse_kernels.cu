@@ -394,37 +394,6 @@ size_t workspace_bytes(int op, const Sizes& s) {
   return 0;
 }
 
-template <template <typename> class F, typename... Args>
-cudaError_t dispatch(int dtype, Args... args) {
-  switch (dtype) {
-    case KBR_FLOAT32:
-      return F<float>::run(args...);
-    case KBR_FLOAT64:
-      return F<double>::run(args...);
-    case KBR_BFLOAT16:
-      return F<__nv_bfloat16>::run(args...);
-    case KBR_FLOAT16:
-      return F<__half>::run(args...);
-  }
-  return cudaErrorInvalidValue;
-}
-
-template <typename T>
-struct Forward {
-  template <typename... A>
-  static cudaError_t run(A... a) { return forward_t<T>(a...); }
-};
-template <typename T>
-struct GradX {
-  template <typename... A>
-  static cudaError_t run(A... a) { return grad_x_t<T>(a...); }
-};
-template <typename T>
-struct GradW {
-  template <typename... A>
-  static cudaError_t run(A... a) { return grad_w_t<T>(a...); }
-};
-
 int check(int op, int64_t batch, int64_t k, int64_t n, int64_t bs, size_t ws_bytes,
           const void* ws) {
   if (!valid(batch, k, n, bs)) return cudaErrorInvalidValue;
@@ -452,8 +421,10 @@ extern "C" int kbr_block_sparse_matmul(int dtype, int64_t batch, int64_t k, int6
   if (int err = check(KBR_BLOCK_SPARSE_FORWARD, batch, k, n, block_size, workspace_bytes,
                       workspace))
     return err;
-  return dispatch<Forward>(dtype, sizes(batch, k, n, block_size), x, w, mask, y, workspace,
-                           stream);
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return forward_t<T>(sizes(batch, k, n, block_size), x, w, mask, y, workspace, stream);
+  });
 }
 
 extern "C" int kbr_block_sparse_matmul_grad_x(int dtype, int64_t batch, int64_t k, int64_t n,
@@ -464,8 +435,10 @@ extern "C" int kbr_block_sparse_matmul_grad_x(int dtype, int64_t batch, int64_t 
   if (int err =
           check(KBR_BLOCK_SPARSE_GRAD_X, batch, k, n, block_size, workspace_bytes, workspace))
     return err;
-  return dispatch<GradX>(dtype, sizes(batch, k, n, block_size), dy, w, mask, dx, workspace,
-                         stream);
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return grad_x_t<T>(sizes(batch, k, n, block_size), dy, w, mask, dx, workspace, stream);
+  });
 }
 
 extern "C" int kbr_block_sparse_matmul_grad_w(int dtype, int64_t batch, int64_t k, int64_t n,
@@ -476,6 +449,8 @@ extern "C" int kbr_block_sparse_matmul_grad_w(int dtype, int64_t batch, int64_t 
   if (int err =
           check(KBR_BLOCK_SPARSE_GRAD_W, batch, k, n, block_size, workspace_bytes, workspace))
     return err;
-  return dispatch<GradW>(dtype, sizes(batch, k, n, block_size), x, dy, mask, dw, workspace,
-                         stream);
+  return dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    return grad_w_t<T>(sizes(batch, k, n, block_size), x, dy, mask, dw, workspace, stream);
+  });
 }

@@ -38,6 +38,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/kbr_cuda.h"
+
 // Problem methods are host-callable too, so that the tiling can be checked
 // against references by a CPU emulation of the engines (tests/gpu/emulate.cu).
 #define KBR_HD __host__ __device__ __forceinline__
@@ -75,6 +77,28 @@ struct Num<__nv_bfloat16> {
     return __float2bfloat16_rn(v);
   }
 };
+
+// f(TypeTag<T>()) for the storage type T of a kbr_dtype (f a generic lambda
+// that reads T as `typename decltype(tag)::type`); cudaErrorInvalidValue for
+// an unknown dtype.
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+template <class F>
+cudaError_t dispatch(int dtype, F&& f) {
+  switch (dtype) {
+    case KBR_FLOAT32:
+      return f(TypeTag<float>());
+    case KBR_FLOAT64:
+      return f(TypeTag<double>());
+    case KBR_BFLOAT16:
+      return f(TypeTag<__nv_bfloat16>());
+    case KBR_FLOAT16:
+      return f(TypeTag<__half>());
+  }
+  return cudaErrorInvalidValue;
+}
 
 template <typename T>
 KBR_HD T zero() {

@@ -1,17 +1,13 @@
 // BandMatmul GPU functor: a thin adapter over kbr_band_matmul (cuda/).
 #if GOOGLE_CUDA
 
-#define EIGEN_USE_GPU
+#include "kernels/gpu_functor.h"  // first: it defines EIGEN_USE_GPU
 
 #include "cuda/band_kernels.h"
 #include "kernels/band_matmul_op.h"
-#include "kernels/gpu_launch_status.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 namespace functor {
-
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct BandMatmul<GPUDevice, T> {
@@ -24,10 +20,7 @@ struct BandMatmul<GPUDevice, T> {
   }
 };
 
-template struct BandMatmul<GPUDevice, float>;
-template struct BandMatmul<GPUDevice, double>;
-template struct BandMatmul<GPUDevice, Eigen::bfloat16>;
-template struct BandMatmul<GPUDevice, Eigen::half>;
+KBR_INSTANTIATE_GPU_FUNCTOR(BandMatmul);
 
 }  // namespace functor
 }  // namespace keras_bandrnn

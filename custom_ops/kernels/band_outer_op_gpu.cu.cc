@@ -1,17 +1,13 @@
 // BandOuter GPU functor: a thin adapter over kbr_band_outer (cuda/).
 #if GOOGLE_CUDA
 
-#define EIGEN_USE_GPU
+#include "kernels/gpu_functor.h"  // first: it defines EIGEN_USE_GPU
 
 #include "cuda/band_kernels.h"
 #include "kernels/band_outer_op.h"
-#include "kernels/gpu_launch_status.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 namespace functor {
-
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct BandOuter<GPUDevice, T> {
@@ -22,10 +18,7 @@ struct BandOuter<GPUDevice, T> {
   }
 };
 
-template struct BandOuter<GPUDevice, float>;
-template struct BandOuter<GPUDevice, double>;
-template struct BandOuter<GPUDevice, Eigen::bfloat16>;
-template struct BandOuter<GPUDevice, Eigen::half>;
+KBR_INSTANTIATE_GPU_FUNCTOR(BandOuter);
 
 }  // namespace functor
 }  // namespace keras_bandrnn

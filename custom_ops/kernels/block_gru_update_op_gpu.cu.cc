@@ -3,17 +3,13 @@
 // (the op forwards h's buffer when it can); the kernel allows that.
 #if GOOGLE_CUDA
 
-#define EIGEN_USE_GPU
+#include "kernels/gpu_functor.h"  // first: it defines EIGEN_USE_GPU
 
 #include "cuda/block_gru_update_kernels.h"
 #include "kernels/block_gru_update_op.h"
-#include "kernels/gpu_launch_status.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 namespace functor {
-
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct BlockGruUpdate<GPUDevice, T> {
@@ -25,10 +21,7 @@ struct BlockGruUpdate<GPUDevice, T> {
   }
 };
 
-template struct BlockGruUpdate<GPUDevice, float>;
-template struct BlockGruUpdate<GPUDevice, double>;
-template struct BlockGruUpdate<GPUDevice, Eigen::bfloat16>;
-template struct BlockGruUpdate<GPUDevice, Eigen::half>;
+KBR_INSTANTIATE_GPU_FUNCTOR(BlockGruUpdate);
 
 }  // namespace functor
 }  // namespace keras_bandrnn

@@ -4,17 +4,13 @@
 // stream has run the launch (TensorFlow's GpuDevice::deallocate).
 #if GOOGLE_CUDA
 
-#define EIGEN_USE_GPU
+#include "kernels/gpu_functor.h"  // first: it defines EIGEN_USE_GPU
 
 #include "cuda/block_sparse_kernels.h"
 #include "kernels/block_sparse_matmul_op.h"
-#include "kernels/gpu_launch_status.h"
-#include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 namespace functor {
-
-using GPUDevice = Eigen::GpuDevice;
 
 namespace {
 
@@ -66,15 +62,9 @@ struct BlockSparseMatmulGradW<GPUDevice, T> {
   }
 };
 
-#define KBR_INSTANTIATE(T)                           \
-  template struct BlockSparseMatmul<GPUDevice, T>;      \
-  template struct BlockSparseMatmulGradX<GPUDevice, T>; \
-  template struct BlockSparseMatmulGradW<GPUDevice, T>;
-KBR_INSTANTIATE(float)
-KBR_INSTANTIATE(double)
-KBR_INSTANTIATE(Eigen::bfloat16)
-KBR_INSTANTIATE(Eigen::half)
-#undef KBR_INSTANTIATE
+KBR_INSTANTIATE_GPU_FUNCTOR(BlockSparseMatmul);
+KBR_INSTANTIATE_GPU_FUNCTOR(BlockSparseMatmulGradX);
+KBR_INSTANTIATE_GPU_FUNCTOR(BlockSparseMatmulGradW);
 
 }  // namespace functor
 }  // namespace keras_bandrnn

@@ -28,12 +28,21 @@ DTYPES = ("float32", "float64", "bfloat16", "float16")
 DTYPE_ENUM = {"float32": 0, "float64": 1, "bfloat16": 2, "float16": 3}
 BS_FORWARD, BS_GRAD_X, BS_GRAD_W = 0, 1, 2
 CUDA_ERROR_INVALID_VALUE = 1  # cudaErrorInvalidValue
+CUDA_ERROR_INVALID_CONFIGURATION = 9  # cudaErrorInvalidConfiguration
+# Unit roundoff of each dtype, and half its smallest subnormal (where rounding
+# to it is absolute rather than relative).
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53, "bfloat16": 2.0**-8,
+                 "float16": 2.0**-11}
+HALF_SUBNORMAL = {"float32": 2.0**-150, "float64": 0.0, "bfloat16": 2.0**-134,
+                  "float16": 2.0**-25}
 
 
 def _declare(lib):
     i64, vp = ctypes.c_int64, ctypes.c_void_p
     lib.kbr_band_matmul.argtypes = [ctypes.c_int, i64, i64, i64, i64, ctypes.c_int,
                                     ctypes.c_int, vp, vp, vp, vp]
+    lib.kbr_band_matmul_tanh.argtypes = [ctypes.c_int, i64, i64, i64, i64, ctypes.c_int,
+                                         vp, vp, vp, vp, vp]
     lib.kbr_band_outer.argtypes = [ctypes.c_int, i64, i64, i64, i64, ctypes.c_int,
                                    vp, vp, vp, vp]
     lib.kbr_block_sparse_workspace_bytes.argtypes = [ctypes.c_int, i64, i64, i64, i64]
@@ -44,7 +53,8 @@ def _declare(lib):
                                        vp, ctypes.c_size_t, vp]
     lib.kbr_block_gru_update.argtypes = [ctypes.c_int, i64, i64, i64, vp, vp, vp, vp, vp, vp,
                                          vp]
-    for name in ("kbr_band_matmul", "kbr_band_outer", "kbr_block_sparse_matmul",
+    for name in ("kbr_band_matmul", "kbr_band_matmul_tanh", "kbr_band_outer",
+                 "kbr_block_sparse_matmul",
                  "kbr_block_sparse_matmul_grad_x", "kbr_block_sparse_matmul_grad_w",
                  "kbr_block_gru_update"):
         getattr(lib, name).restype = ctypes.c_int
@@ -199,6 +209,16 @@ def band_matmul(be, x, d, n, lower, upper, cyclic, transpose, dtype):
     return be.to_numpy(y)
 
 
+def band_matmul_tanh(be, x, d, addend, n, lower, upper, cyclic, dtype):
+    batch = x.shape[0]
+    y = be.empty(tuple(x.shape), dtype)
+    _ok(be.lib.kbr_band_matmul_tanh(DTYPE_ENUM[dtype], batch, n, lower, upper, int(cyclic),
+                                    be.ptr(x), be.ptr(d), be.ptr(addend), be.ptr(y),
+                                    be.stream), "kbr_band_matmul_tanh")
+    be.sync()
+    return be.to_numpy(y)
+
+
 def band_outer(be, a, b, n, lower, upper, cyclic, dtype):
     batch = a.shape[0]
     g = be.empty((n, lower + upper + 1), dtype)
@@ -324,12 +344,14 @@ def ref_block_gru_update(h, xp, hp, gate, bias, blocks):
     return out, np.where(is_open, out_abs, 0.0), is_open
 
 
+def eps_acc(dtype):
+    """Machine epsilon of the accumulation type (float64 for float64, else float32)."""
+    return {"float64": 2.0**-52}.get(dtype, 2.0**-23)
+
+
 def tolerance(dtype, reduction):
     """Relative error bound against the |.|-reference for a sum of `reduction` terms."""
-    eps_acc = {"float64": 2.0**-52}.get(dtype, 2.0**-23)
-    eps_out = {"float32": 2.0**-24, "float64": 2.0**-53, "bfloat16": 2.0**-8,
-               "float16": 2.0**-11}[dtype]
-    return 4 * eps_acc * (4 + reduction) + 2 * eps_out
+    return 4 * eps_acc(dtype) * (4 + reduction) + 2 * UNIT_ROUNDOFF[dtype]
 
 
 def assert_close(got, want, want_abs, dtype, reduction, what):
@@ -352,13 +374,22 @@ def assert_within(got, want, bound, what):
 # Checks shared by the emulation tests (CPU) and the GPU suite.
 
 
-def check_band_matmul(be, rng, dtype, batch, n, lower, upper, cyclic, transpose):
+def band_inputs(rng, dtype, batch, n, lower, upper, cyclic, x_scale=1.0):
+    """(x, d, d_dev): x (batch, n) and diags d (n, k) rounded to `dtype`, and d with NaN in
+    the padding entries of an open band (padding must never contribute, not even as
+    NaN * 0)."""
     k = lower + upper + 1
-    x = round_to(rng.standard_normal((batch, n)), dtype)
+    x = round_to(x_scale * rng.standard_normal((batch, n)), dtype)
     d = round_to(rng.standard_normal((n, k)), dtype)
     d_dev = d.copy()
-    if not cyclic:  # padding must never contribute, not even as NaN * 0
+    if not cyclic:
         d_dev[~band_mask(n, lower, upper, cyclic)] = np.nan
+    return x, d, d_dev
+
+
+def check_band_matmul(be, rng, dtype, batch, n, lower, upper, cyclic, transpose):
+    k = lower + upper + 1
+    x, d, d_dev = band_inputs(rng, dtype, batch, n, lower, upper, cyclic)
     got = band_matmul(be, be.to_device(x, dtype), be.to_device(d_dev, dtype), n, lower, upper,
                       cyclic, transpose, dtype)
     want = ref_band_matmul(x, d, n, lower, upper, cyclic, transpose)
@@ -366,6 +397,90 @@ def check_band_matmul(be, rng, dtype, batch, n, lower, upper, cyclic, transpose)
     assert_close(got, want, want_abs, dtype, k,
                  f"band_matmul {dtype} B={batch} n={n} l={lower} u={upper} "
                  f"cyclic={cyclic} T={transpose}")
+
+
+def ref_band_matmul_tanh(x, d, addend, n, lower, upper, cyclic, dtype):
+    """(want, bound): tanh(addend + x A^T) in float64, and the error bound of the kernel's
+    result.
+
+    The argument z = addend + p carries the product's error bound (tolerance(dtype, k + 1)
+    on |addend| + |x| |A^T|: the sum, the rounding of p to `dtype` and of the addition in the
+    accumulation type included); tanh passes it on with its largest slope over
+    z -/+ that error, sech^2(|z| - err) (slope 1 near 0, none where it saturates). Then tanh's
+    own error in the accumulation type (CUDA and glibc: tanhf, tanh within 2 ulp) and the
+    rounding to `dtype` (relative, or half the smallest subnormal near 0).
+    """
+    k = lower + upper + 1
+    p = ref_band_matmul(x, d, n, lower, upper, cyclic, False)
+    p_abs = ref_band_matmul(np.abs(x), np.abs(d), n, lower, upper, cyclic, False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = addend + p
+        want = np.tanh(z)
+        err_z = tolerance(dtype, k + 1) * (np.abs(addend) + p_abs)
+        slope = 1.0 / np.cosh(np.maximum(np.abs(z) - err_z, 0.0)) ** 2  # 0 where cosh overflows
+        bound = (slope * err_z + (4 * eps_acc(dtype) + 2 * UNIT_ROUNDOFF[dtype]) * np.abs(want)
+                 + HALF_SUBNORMAL[dtype] + 1e-300)
+    return want, bound
+
+
+def random_addend(rng, batch, n, dtype):
+    """Standard normal, with inf, -inf, NaN, 30, -30 and 0 replacing up to half of it."""
+    addend = round_to(rng.standard_normal((batch, n)), dtype)
+    flat = addend.reshape(-1)  # a view
+    specials = [np.inf, -np.inf, np.nan, 30.0, -30.0, 0.0][: flat.size // 2]
+    flat[rng.permutation(flat.size)[: len(specials)]] = specials
+    return addend
+
+
+def check_band_matmul_tanh(be, rng, dtype, batch, n, lower, upper, cyclic):
+    """kbr_band_matmul_tanh against tanh(addend + x A^T) in float64; x scaled by 1/sqrt(k) so
+    that the argument is O(1) (both tanh's slope and its saturation are exercised)."""
+    k = lower + upper + 1
+    x, d, d_dev = band_inputs(rng, dtype, batch, n, lower, upper, cyclic, 1.0 / np.sqrt(k))
+    addend = random_addend(rng, batch, n, dtype)
+    x_dev, addend_dev = be.to_device(x, dtype), be.to_device(addend, dtype)
+    x_bits, addend_bits = be.bits(x_dev), be.bits(addend_dev)
+    got = band_matmul_tanh(be, x_dev, be.to_device(d_dev, dtype), addend_dev, n, lower, upper,
+                           cyclic, dtype)
+    tag = f"band_matmul_tanh {dtype} B={batch} n={n} l={lower} u={upper} cyclic={cyclic}"
+    assert np.array_equal(be.bits(x_dev), x_bits), f"{tag}: x was modified"
+    assert np.array_equal(be.bits(addend_dev), addend_bits), f"{tag}: addend was modified"
+    want, bound = ref_band_matmul_tanh(x, d, addend, n, lower, upper, cyclic, dtype)
+    nan = np.isnan(want)  # exactly where addend is NaN (the product is finite)
+    assert np.array_equal(np.isnan(got), nan), f"{tag}: NaN where the reference has none"
+    inf = np.isinf(addend)
+    assert np.array_equal(got[inf], np.sign(addend[inf])), f"{tag}: tanh(+-inf + p) != +-1"
+    assert_within(np.where(nan, 0.0, got), np.where(nan, 0.0, want), bound, tag)
+    assert np.all(np.abs(got[~nan]) <= 1.0), f"{tag}: |tanh| > 1"
+
+
+def check_band_matmul_tanh_rejects(be, dtype):
+    """Bad sizes and dtypes: cudaErrorInvalidValue, nothing written; past the grid limit:
+    cudaErrorInvalidConfiguration before any launch (the epilogue included); empty: success."""
+    lib, p, s, code = be.lib, be.ptr, be.stream, DTYPE_ENUM[dtype]
+    x = be.to_device(np.zeros((2, 4)), dtype)
+    d = be.to_device(np.zeros((4, 5)), dtype)
+    y = be.empty((2, 4), dtype)
+    before = be.bits(y)
+    bad = [(code, 2, 4, 2, 2, 1), (code, 0, 4, 2, 2, 1),  # cyclic k > n, even with batch 0
+           (code, -1, 4, 1, 1, 0), (code, 2, -4, 1, 1, 0),
+           (code, 2, 4, -1, 1, 0), (code, 2, 4, 1, -1, 1),
+           (code, 2, 4, 2**41, 0, 0), (code, 2, 4, 0, 2**41, 0),  # widths past 2^40
+           (7, 2, 4, 1, 1, 0), (-1, 2, 4, 1, 1, 0), (7, 0, 4, 1, 1, 0)]  # unknown dtype
+    for args in bad:
+        status = lib.kbr_band_matmul_tanh(*args, p(x), p(d), p(x), p(y), s)
+        assert status == CUDA_ERROR_INVALID_VALUE, (dtype, args, status)
+    be.sync()
+    assert np.array_equal(be.bits(y), before), f"{dtype}: a rejected launch wrote `y`"
+    # n past the grid limit (65536 column tiles): rejected before anything is read or written,
+    # so null pointers are safe.
+    status = lib.kbr_band_matmul_tanh(code, 1, 65536 * 64, 0, 0, 0, None, None, None, None, s)
+    assert status == CUDA_ERROR_INVALID_CONFIGURATION, (dtype, status)
+    for batch, n, lower, upper, cyclic in ((0, 8, 2, 1, 0), (0, 8, 2, 1, 1), (3, 0, 0, 0, 0),
+                                           (3, 0, 5, 5, 1), (0, 0, 1, 1, 1)):
+        status = lib.kbr_band_matmul_tanh(code, batch, n, lower, upper, cyclic, None, None,
+                                          None, None, s)
+        assert status == 0, (dtype, batch, n, lower, upper, cyclic, status)
 
 
 def check_band_outer(be, rng, dtype, batch, n, lower, upper, cyclic):
@@ -423,11 +538,8 @@ def gru_bound(want, want_abs, dtype):
     (each step of the float32 / float64 evaluation, the 2-ulp expf / tanhf included, stays
     within about 4), then the rounding to `dtype` (half an ulp; subnormal spacing near 0).
     """
-    u_acc = 2.0**-53 if dtype == "float64" else 2.0**-24
-    u_out = {"float32": 2.0**-24, "float64": 2.0**-53, "bfloat16": 2.0**-8,
-             "float16": 2.0**-11}[dtype]
-    tiny = {"float32": 2.0**-150, "float64": 0.0, "bfloat16": 2.0**-134,
-            "float16": 2.0**-25}[dtype]  # half the smallest subnormal
+    u_acc = eps_acc(dtype) / 2
+    u_out, tiny = UNIT_ROUNDOFF[dtype], HALF_SUBNORMAL[dtype]
     acc = 16 * u_acc * want_abs
     out = 0.0 if dtype in ("float32", "float64") else u_out * (np.abs(want) + acc) + tiny
     return acc + out + 1e-300
@@ -500,6 +612,10 @@ def check_block_gru_update_rejects(be, dtype):
         assert status == 0, (dtype, batch, units, blocks, status)
 
 
+# The launchers' checks of rejected arguments, each called as check(be, dtype).
+REJECT_CHECKS = (check_block_gru_update_rejects, check_band_matmul_tanh_rejects)
+
+
 def block_gru_cases(big):
     """(batch, units, blocks); `big` adds sizes past the launcher's grid cap."""
     cases = [
@@ -531,6 +647,12 @@ def band_cases(big):
         cases += [(200, 300, 40, 17, False), (129, 257, 128, 128, True),
                   (64, 1000, 100, 100, False), (257, 96, 47, 48, True)]
     return cases
+
+
+def band_tanh_cases(big):
+    """band_cases plus batches of 1 (the recurrent step of a single sequence)."""
+    return band_cases(big) + [(1, 1, 0, 0, True), (1, 9, 2, 5, False), (1, 9, 4, 4, True),
+                              (1, 130, 0, 70, False)]
 
 
 def block_sparse_cases(big):

@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
   struct Band { long batch, n, lower, upper; int cyclic; };
   const Band bands[] = {{3, 1, 0, 0, 0},   {3, 1, 0, 0, 1},    {5, 7, 6, 0, 0},
                         {5, 7, 0, 6, 1},   {0, 8, 2, 1, 1},    {70, 130, 5, 9, 0},
-                        {130, 65, 64, 0, 1}, {129, 200, 17, 40, 0}, {4, 9, 12, 3, 0}};
+                        {130, 65, 64, 0, 1}, {129, 200, 17, 40, 0}, {4, 9, 12, 3, 0},
+                        {1, 9, 4, 4, 1}};
   struct Sparse { long batch, k, n, bs; };
   const Sparse sparse[] = {{1, 1, 1, 1},     {9, 17, 6, 3},    {130, 40, 192, 64},
                            {70, 33, 100, 25}, {300, 20, 128, 1}, {0, 8, 16, 4},
@@ -56,10 +57,14 @@ int main(int argc, char** argv) {
     const size_t es = esize(dt);
     for (const Band& b : bands) {
       const long k = b.lower + b.upper + 1;
-      Buf x(es * b.batch * b.n), d(es * b.n * k), y(es * b.batch * b.n), g(es * b.n * k);
+      Buf x(es * b.batch * b.n), d(es * b.n * k), y(es * b.batch * b.n), g(es * b.n * k),
+          addend(es * b.batch * b.n);
       for (int t = 0; t < 2; ++t, ++launches)
         check(kbr_band_matmul(dt, b.batch, b.n, b.lower, b.upper, b.cyclic, t, x.p, d.p, y.p, 0),
               "kbr_band_matmul");
+      check(kbr_band_matmul_tanh(dt, b.batch, b.n, b.lower, b.upper, b.cyclic, x.p, d.p,
+                                 addend.p, y.p, 0), "kbr_band_matmul_tanh");
+      ++launches;
       check(kbr_band_outer(dt, b.batch, b.n, b.lower, b.upper, b.cyclic, x.p, x.p, g.p, 0),
             "kbr_band_outer");
       ++launches;

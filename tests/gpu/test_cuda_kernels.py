@@ -34,6 +34,12 @@ def test_band_matmul(be, case, transpose, dtype):
 
 
 @pytest.mark.parametrize("dtype", H.DTYPES)
+@pytest.mark.parametrize("case", H.band_tanh_cases(big=True))
+def test_band_matmul_tanh(be, case, dtype):
+    H.check_band_matmul_tanh(be, np.random.default_rng(16), dtype, *case)
+
+
+@pytest.mark.parametrize("dtype", H.DTYPES)
 @pytest.mark.parametrize("case", H.band_cases(big=True))
 def test_band_outer(be, case, dtype):
     H.check_band_outer(be, np.random.default_rng(11), dtype, *case)
@@ -52,8 +58,9 @@ def test_block_gru_update(be, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", H.DTYPES)
-def test_block_gru_update_rejects_bad_sizes(be, dtype):
-    H.check_block_gru_update_rejects(be, dtype)
+@pytest.mark.parametrize("check", H.REJECT_CHECKS, ids=lambda c: c.__name__)
+def test_launcher_rejects_bad_sizes(be, check, dtype):
+    check(be, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -64,6 +71,7 @@ def test_band_large(be, dtype, cyclic):
     H.check_band_matmul(be, rng, dtype, 64, 8192, 100, 156, cyclic, False)
     H.check_band_matmul(be, rng, dtype, 64, 8192, 100, 156, cyclic, True)
     H.check_band_outer(be, rng, dtype, 64, 8192, 100, 156, cyclic)
+    H.check_band_matmul_tanh(be, rng, dtype, 64, 8192, 100, 156, cyclic)
 
 
 @pytest.mark.parametrize("dtype", H.DTYPES)

@@ -32,6 +32,12 @@ def test_band_matmul(be, case, transpose, dtype):
 
 
 @pytest.mark.parametrize("dtype", H.DTYPES)
+@pytest.mark.parametrize("case", H.band_tanh_cases(big=False))
+def test_band_matmul_tanh(be, case, dtype):
+    H.check_band_matmul_tanh(be, np.random.default_rng(4), dtype, *case)
+
+
+@pytest.mark.parametrize("dtype", H.DTYPES)
 @pytest.mark.parametrize("case", H.band_cases(big=False))
 def test_band_outer(be, case, dtype):
     H.check_band_outer(be, np.random.default_rng(1), dtype, *case)
@@ -69,5 +75,6 @@ def test_block_gru_update(be, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", H.DTYPES)
-def test_block_gru_update_rejects_bad_sizes(be, dtype):
-    H.check_block_gru_update_rejects(be, dtype)
+@pytest.mark.parametrize("check", H.REJECT_CHECKS, ids=lambda c: c.__name__)
+def test_launcher_rejects_bad_sizes(be, check, dtype):
+    check(be, dtype)
