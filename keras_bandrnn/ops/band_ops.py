@@ -57,6 +57,18 @@ def _check_diags(diags, n, k):
             )
 
 
+def _band_operands(x, diags, lower, upper, cyclic):
+    """`(x, diags, n, k)` of a product with the band, checked (n may be None)."""
+    x = convert(x, "x")
+    diags = convert(diags, "diags")
+    _check_same_dtype(x, "x", diags, "diags")
+    _check_vector_arg(x, "x")
+    n = x.shape[-1] if x.shape.rank is not None else None
+    k = band.check_band_args(n, lower, upper, cyclic)
+    _check_diags(diags, n, k)
+    return x, diags, n, k
+
+
 def _checked(t, check):
     """`t`, computed only after the run-time `check` passed (graph mode)."""
     with tf.control_dependencies([check]):
@@ -98,13 +110,7 @@ def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False, name=None
     array([2., 3., 3., 2.], dtype=float32)
     """
     with tf.name_scope(name or "band_matmul"):
-        x = convert(x, "x")
-        diags = convert(diags, "diags")
-        _check_same_dtype(x, "x", diags, "diags")
-        _check_vector_arg(x, "x")
-        n = x.shape[-1] if x.shape.rank is not None else None
-        k = band.check_band_args(n, lower, upper, cyclic)
-        _check_diags(diags, n, k)
+        x, diags, n, k = _band_operands(x, diags, lower, upper, cyclic)
         lib = dispatch.library()
         if lib is not None:
             return lib.band_matmul(
@@ -156,19 +162,13 @@ def band_matmul_tanh(x, diags, addend, lower, upper, cyclic=False, name=None):
     array([0.    , 0.7616, 0.7616, 0.    ], dtype=float32)
     """
     with tf.name_scope(name or "band_matmul_tanh"):
-        x = convert(x, "x")
-        diags = convert(diags, "diags")
+        x, diags, _, _ = _band_operands(x, diags, lower, upper, cyclic)
         addend = convert(addend, "addend")
-        _check_same_dtype(x, "x", diags, "diags")
         _check_same_dtype(x, "x", addend, "addend")
-        _check_vector_arg(x, "x")
         if not addend.shape.is_compatible_with(x.shape):
             raise ValueError(
                 f"`addend` must have the shape of `x`, {x.shape}, got {addend.shape}."
             )
-        n = x.shape[-1] if x.shape.rank is not None else None
-        k = band.check_band_args(n, lower, upper, cyclic)
-        _check_diags(diags, n, k)
         lib = dispatch.library()
         if lib is not None:
             return lib.band_matmul_tanh(x, diags, addend, lower=lower, upper=upper,
