@@ -9,13 +9,12 @@
 #include "cpu/band_cpu.h"
 #include "kernels/band_validation.h"
 #include "kernels/cpu_parallel.h"
+#include "kernels/register_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 
 namespace keras_bandrnn {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
-using GPUDevice = Eigen::GpuDevice;
 
 namespace functor {
 
@@ -66,27 +65,6 @@ class BandOuterOp : public tensorflow::OpKernel {
   bool cyclic_;
 };
 
-#define REGISTER_CPU(T)                                                    \
-  REGISTER_KERNEL_BUILDER(                                                 \
-      Name("BandOuter").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      BandOuterOp<CPUDevice, T>);
-TF_CALL_float(REGISTER_CPU);
-TF_CALL_double(REGISTER_CPU);
-TF_CALL_bfloat16(REGISTER_CPU);
-TF_CALL_half(REGISTER_CPU);
-#undef REGISTER_CPU
-
-#if GOOGLE_CUDA
-#define REGISTER_GPU(T)                                                    \
-  extern template struct functor::BandOuter<GPUDevice, T>;                 \
-  REGISTER_KERNEL_BUILDER(                                                 \
-      Name("BandOuter").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
-      BandOuterOp<GPUDevice, T>);
-TF_CALL_float(REGISTER_GPU);
-TF_CALL_double(REGISTER_GPU);
-TF_CALL_bfloat16(REGISTER_GPU);
-TF_CALL_half(REGISTER_GPU);
-#undef REGISTER_GPU
-#endif  // GOOGLE_CUDA
+KBR_REGISTER_KERNELS("BandOuter", BandOuterOp);
 
 }  // namespace keras_bandrnn

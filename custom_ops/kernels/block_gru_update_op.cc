@@ -10,8 +10,8 @@
 
 #include "cpu/block_gru_update.h"
 #include "kernels/cpu_parallel.h"
+#include "kernels/register_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 
@@ -24,9 +24,6 @@ using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using ::tensorflow::errors::InvalidArgument;
 using CPUDevice = Eigen::ThreadPoolDevice;
-#if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
-#endif
 
 namespace functor {
 
@@ -95,29 +92,6 @@ class BlockGruUpdateOp : public OpKernel {
 
 }  // namespace
 
-#define REGISTER(DEVICE_TYPE, DEV, T)                                          \
-  REGISTER_KERNEL_BUILDER(                                                     \
-      Name("BlockGruUpdate").Device(tensorflow::DEVICE_TYPE).TypeConstraint<T>("T"), \
-      BlockGruUpdateOp<DEV, T>);
-
-#define REGISTER_CPU(T) REGISTER(DEVICE_CPU, CPUDevice, T)
-REGISTER_CPU(float)
-REGISTER_CPU(double)
-REGISTER_CPU(Eigen::half)
-REGISTER_CPU(Eigen::bfloat16)
-#undef REGISTER_CPU
-
-#if GOOGLE_CUDA
-// The GPU functors are defined (and instantiated for these types) in
-// block_gru_update_op_gpu.cu.cc.
-#define REGISTER_GPU(T) REGISTER(DEVICE_GPU, GPUDevice, T)
-REGISTER_GPU(float)
-REGISTER_GPU(double)
-REGISTER_GPU(Eigen::half)
-REGISTER_GPU(Eigen::bfloat16)
-#undef REGISTER_GPU
-#endif  // GOOGLE_CUDA
-
-#undef REGISTER
+KBR_REGISTER_KERNELS("BlockGruUpdate", BlockGruUpdateOp);
 
 }  // namespace keras_bandrnn

@@ -11,8 +11,8 @@
 
 #include "cpu/block_sparse_matmul.h"
 #include "kernels/cpu_parallel.h"
+#include "kernels/register_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 
@@ -25,9 +25,6 @@ using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using ::tensorflow::errors::InvalidArgument;
 using CPUDevice = Eigen::ThreadPoolDevice;
-#if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
-#endif
 
 namespace functor {
 
@@ -165,38 +162,8 @@ using BlockSparseMatmulGradWOp =
 
 }  // namespace
 
-#define REGISTER_BLOCK_SPARSE(DEVICE_TYPE, DEV, T)                                \
-  REGISTER_KERNEL_BUILDER(Name("BlockSparseMatmul")                         \
-                              .Device(tensorflow::DEVICE_TYPE)              \
-                              .TypeConstraint<T>("T"),                      \
-                          BlockSparseMatmulOp<DEV, T>);                     \
-  REGISTER_KERNEL_BUILDER(Name("BlockSparseMatmulGradX")                    \
-                              .Device(tensorflow::DEVICE_TYPE)              \
-                              .TypeConstraint<T>("T"),                      \
-                          BlockSparseMatmulGradXOp<DEV, T>);                \
-  REGISTER_KERNEL_BUILDER(Name("BlockSparseMatmulGradW")                    \
-                              .Device(tensorflow::DEVICE_TYPE)              \
-                              .TypeConstraint<T>("T"),                      \
-                          BlockSparseMatmulGradWOp<DEV, T>);   
-
-#define REGISTER_CPU(T) REGISTER_BLOCK_SPARSE(DEVICE_CPU, CPUDevice, T)
-REGISTER_CPU(float)
-REGISTER_CPU(double)
-REGISTER_CPU(Eigen::half)
-REGISTER_CPU(Eigen::bfloat16)
-#undef REGISTER_CPU
-
-#if GOOGLE_CUDA
-// The GPU functors are defined (and instantiated for these types) in
-// block_sparse_matmul_op_gpu.cu.cc.
-#define REGISTER_GPU(T) REGISTER_BLOCK_SPARSE(DEVICE_GPU, GPUDevice, T)
-REGISTER_GPU(float)
-REGISTER_GPU(double)
-REGISTER_GPU(Eigen::half)
-REGISTER_GPU(Eigen::bfloat16)
-#undef REGISTER_GPU
-#endif  // GOOGLE_CUDA
-
-#undef REGISTER_BLOCK_SPARSE
+KBR_REGISTER_KERNELS("BlockSparseMatmul", BlockSparseMatmulOp);
+KBR_REGISTER_KERNELS("BlockSparseMatmulGradX", BlockSparseMatmulGradXOp);
+KBR_REGISTER_KERNELS("BlockSparseMatmulGradW", BlockSparseMatmulGradWOp);
 
 }  // namespace keras_bandrnn
