@@ -18,4 +18,7 @@ struct AccOf<double> {
 }  // namespace cpu
 }  // namespace keras_bandrnn
 
+// M(T) for each dtype the kernels support: their explicit instantiations.
+#define KERAS_BANDRNN_FOR_EACH_DTYPE(M) M(float) M(double) M(Eigen::half) M(Eigen::bfloat16)
+
 #endif  // KERAS_BANDRNN_CPU_ACC_TYPE_H_

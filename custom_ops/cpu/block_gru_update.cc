@@ -107,10 +107,7 @@ void BlockGruUpdate(const BlockGruGeometry& g, const T* h, const T* xp,
   template void BlockGruUpdate<T>(const BlockGruGeometry&, const T*, const T*, \
                                   const T*, const T*, const T*, T*,           \
                                   const Schedule&, int);
-KERAS_BANDRNN_INSTANTIATE(float)
-KERAS_BANDRNN_INSTANTIATE(double)
-KERAS_BANDRNN_INSTANTIATE(Eigen::half)
-KERAS_BANDRNN_INSTANTIATE(Eigen::bfloat16)
+KERAS_BANDRNN_FOR_EACH_DTYPE(KERAS_BANDRNN_INSTANTIATE)
 #undef KERAS_BANDRNN_INSTANTIATE
 
 }  // namespace cpu

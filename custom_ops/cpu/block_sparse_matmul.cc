@@ -593,10 +593,7 @@ void BlockSparseMatmulGradW(const BlockSparseGeometry& g, const T* x,
   template void BlockSparseMatmulGradW<T>(const BlockSparseGeometry&,       \
                                           const T*, const T*, const bool*,  \
                                           T*, const Schedule&, int);
-KERAS_BANDRNN_INSTANTIATE(float)
-KERAS_BANDRNN_INSTANTIATE(double)
-KERAS_BANDRNN_INSTANTIATE(Eigen::half)
-KERAS_BANDRNN_INSTANTIATE(Eigen::bfloat16)
+KERAS_BANDRNN_FOR_EACH_DTYPE(KERAS_BANDRNN_INSTANTIATE)
 #undef KERAS_BANDRNN_INSTANTIATE
 
 }  // namespace cpu
