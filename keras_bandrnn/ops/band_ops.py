@@ -39,16 +39,22 @@ def _check_same_dtype(a, a_name, b, b_name):
         )
 
 
-def _check_vector_arg(t, name):
-    if t.shape.rank is not None and t.shape.rank < 1:
+def _last_dim(t, name):
+    """n of a `(..., n)` argument (None if unknown); a ValueError for a scalar."""
+    shape = t.shape
+    if shape.rank is None:
+        return None
+    if shape.rank < 1:
         raise ValueError(f"`{name}` must have rank >= 1 (shape (..., n)), got a scalar.")
+    return shape[-1]
 
 
 def _check_diags(diags, n, k):
-    if diags.shape.rank is not None and diags.shape.rank != 2:
-        raise ValueError(f"`diags` must have shape (n, k), got {diags.shape}.")
-    if diags.shape.rank == 2:
-        dn, dk = diags.shape
+    shape = diags.shape
+    if shape.rank is not None and shape.rank != 2:
+        raise ValueError(f"`diags` must have shape (n, k), got {shape}.")
+    if shape.rank == 2:
+        dn, dk = shape
         if dn is not None and n is not None and dn != n:
             raise ValueError(f"`diags` has {dn} rows but `x` has n={n} columns.")
         if dk is not None and dk != k:
@@ -62,8 +68,7 @@ def _band_operands(x, diags, lower, upper, cyclic):
     x = convert(x, "x")
     diags = convert(diags, "diags")
     _check_same_dtype(x, "x", diags, "diags")
-    _check_vector_arg(x, "x")
-    n = x.shape[-1] if x.shape.rank is not None else None
+    n = _last_dim(x, "x")
     k = band.check_band_args(n, lower, upper, cyclic)
     _check_diags(diags, n, k)
     return x, diags, n, k
@@ -109,7 +114,7 @@ def band_matmul(x, diags, lower, upper, cyclic=False, transpose=False, name=None
     >>> band_matmul(x, diags, lower=1, upper=1).numpy()[0]
     array([2., 3., 3., 2.], dtype=float32)
     """
-    with tf.name_scope(name or "band_matmul"):
+    with dispatch.name_scope(name or "band_matmul"):
         x, diags, n, k = _band_operands(x, diags, lower, upper, cyclic)
         lib = dispatch.library()
         if lib is not None:
@@ -161,7 +166,7 @@ def band_matmul_tanh(x, diags, addend, lower, upper, cyclic=False, name=None):
     >>> band_matmul_tanh(x, diags, z, lower=1, upper=1).numpy()[0].round(4)
     array([0.    , 0.7616, 0.7616, 0.    ], dtype=float32)
     """
-    with tf.name_scope(name or "band_matmul_tanh"):
+    with dispatch.name_scope(name or "band_matmul_tanh"):
         x, diags, _, _ = _band_operands(x, diags, lower, upper, cyclic)
         addend = convert(addend, "addend")
         _check_same_dtype(x, "x", addend, "addend")
@@ -201,15 +206,14 @@ def band_outer(a, b, lower, upper, cyclic=False, name=None):
     >>> band_outer(a, a, lower=1, upper=0).numpy()[:, 0]   # row 0 is padding
     array([0., 3., 3., 3.], dtype=float32)
     """
-    with tf.name_scope(name or "band_outer"):
+    with dispatch.name_scope(name or "band_outer"):
         a = convert(a, "a")
         b = convert(b, "b")
         _check_same_dtype(a, "a", b, "b")
-        _check_vector_arg(a, "a")
-        _check_vector_arg(b, "b")
+        n = _last_dim(a, "a")
+        _last_dim(b, "b")
         if not a.shape.is_compatible_with(b.shape):
             raise ValueError(f"`a` and `b` must have the same shape, got {a.shape} and {b.shape}.")
-        n = a.shape[-1] if a.shape.rank is not None else None
         band.check_band_args(n, lower, upper, cyclic, name="g")
         lib = dispatch.library()
         if lib is not None:

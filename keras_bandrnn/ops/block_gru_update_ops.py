@@ -66,7 +66,7 @@ def block_gru_update(h, xp, hp, gate, bias, name=None):
     >>> out.numpy().round(3)  # block 0: tanh(0.5) * tanh(1); block 1 stays 0
     array([[0.352, 0.352, 0.   , 0.   ]], dtype=float32)
     """
-    with tf.name_scope(name or "block_gru_update"):
+    with dispatch.name_scope(name or "block_gru_update"):
         h = convert(h, "h")
         xp, hp, gate, bias = (
             convert(t, s) for t, s in ((xp, "xp"), (hp, "hp"), (gate, "gate"), (bias, "bias"))

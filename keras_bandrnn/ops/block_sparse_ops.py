@@ -27,17 +27,13 @@ def _check_block_size(block_size):
     return int(block_size)
 
 
-def _check_matrix(t, name, shape_doc):
-    if t.shape.rank is not None and t.shape.rank != 2:
-        raise ValueError(f"`{name}` must have shape {shape_doc}, got {t.shape}.")
-
-
 def _convert_mask(mask):
     """bool, or numbers where nonzero means active -> a bool tensor."""
-    try:
-        mask = tf.convert_to_tensor(mask)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"`mask` must be a bool or 0/1 tensor: {e}") from None
+    if not isinstance(mask, tf.Tensor):
+        try:
+            mask = tf.convert_to_tensor(mask)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"`mask` must be a bool or 0/1 tensor: {e}") from None
     if mask.dtype == tf.bool:
         return mask
     if mask.dtype.is_integer or mask.dtype.is_floating:
@@ -45,11 +41,27 @@ def _convert_mask(mask):
     raise ValueError(f"`mask` must be bool or numeric 0/1, got dtype {mask.dtype.name}.")
 
 
-def _check_mask(mask, batch, n, block_size):
-    _check_matrix(mask, "mask", "(B, N // block_size)")
-    if mask.shape.rank != 2:
-        return
-    mb, mblocks = mask.shape
+def _matrix_dims(t, name, shape_doc):
+    """`t`'s two dimensions (None where unknown), or a ValueError."""
+    shape = t.shape
+    if shape.rank is None:
+        return None, None
+    if shape.rank != 2:
+        raise ValueError(f"`{name}` must have shape {shape_doc}, got {shape}.")
+    return tuple(shape)
+
+
+def _check_shapes(x, w, mask, block_size):
+    batch, kx = _matrix_dims(x, "x", "(B, K)")
+    kw, n = _matrix_dims(w, "w", "(K, N)")
+    mb, mblocks = _matrix_dims(mask, "mask", "(B, N // block_size)")
+    if kx is not None and kw is not None and kx != kw:
+        raise ValueError(f"`w` has {kw} rows but `x` has K = {kx} columns.")
+    if n is not None and n % block_size:
+        raise ValueError(
+            f"The number of columns N = {n} of `w` is not divisible by "
+            f"`block_size` = {block_size}."
+        )
     if mb is not None and batch is not None and mb != batch:
         raise ValueError(f"`mask` has {mb} rows but the batch size B is {batch}.")
     if mblocks is not None and n is not None and mblocks != n // block_size:
@@ -57,18 +69,6 @@ def _check_mask(mask, batch, n, block_size):
             f"`mask` has {mblocks} columns but N // block_size = "
             f"{n} // {block_size} = {n // block_size}."
         )
-
-
-def _check_divisible(n, block_size, name):
-    if n is not None and n % block_size:
-        raise ValueError(
-            f"The number of columns N = {n} of `{name}` is not divisible by "
-            f"`block_size` = {block_size}."
-        )
-
-
-def _dim(t, i):
-    return t.shape[i] if t.shape.rank is not None else None
 
 
 def block_sparse_matmul(x, w, mask, block_size, name=None):
@@ -100,20 +100,13 @@ def block_sparse_matmul(x, w, mask, block_size, name=None):
     array([[3., 3., 0., 0.],
            [0., 0., 3., 3.]], dtype=float32)
     """
-    with tf.name_scope(name or "block_sparse_matmul"):
+    with dispatch.name_scope(name or "block_sparse_matmul"):
         block_size = _check_block_size(block_size)
         x = convert(x, "x")
         w = convert(w, "w")
         _check_same_dtype(x, "x", w, "w")
-        _check_matrix(x, "x", "(B, K)")
-        _check_matrix(w, "w", "(K, N)")
         mask = _convert_mask(mask)
-        kx, kw = _dim(x, 1), _dim(w, 0)
-        if kx is not None and kw is not None and kx != kw:
-            raise ValueError(f"`w` has {kw} rows but `x` has K = {kx} columns.")
-        n = _dim(w, 1)
-        _check_divisible(n, block_size, "w")
-        _check_mask(mask, _dim(x, 0), n, block_size)
+        _check_shapes(x, w, mask, block_size)
         return _forward(x, w, mask, block_size)
 
 

@@ -3,6 +3,8 @@
 import contextlib
 import threading
 
+import tensorflow as tf
+
 from keras_bandrnn import _lib
 
 _local = threading.local()
@@ -29,3 +31,14 @@ def library():
     if getattr(_local, "depth", 0):
         return None
     return _lib.op_library()
+
+
+def name_scope(name):
+    """`tf.name_scope(name)` while building a graph; nothing when eager.
+
+    Eager ops do not use their names, and entering a name scope costs about
+    2 us per call, a tenth of a small op's whole eager call.
+    """
+    if tf.executing_eagerly():
+        return contextlib.nullcontext()
+    return tf.name_scope(name)
