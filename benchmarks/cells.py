@@ -25,6 +25,9 @@ read-out, MSE loss, SGD update):
    units, each in a fresh subprocess: seconds per step and peak resident
    memory (the subprocess's VmHWM; `ru_maxrss` would include the parent's
    RSS at fork time, since Linux keeps it across exec).
+5. Everything above runs with `TF_CPU_ALLOCATOR_USE_BFC=true` (README,
+   "Performance on CPU"); BandCell(896), LSTM(128) and the one-diagonal
+   step run again in a subprocess under TensorFlow's default CPU allocator.
 """
 
 import argparse
@@ -40,6 +43,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's BFC allocator for CPU tensors (README, "Performance on CPU"):
+# the default allocator hands every freed tensor back to glibc, which returns
+# large blocks to the kernel, and the 896-wide models fault their per-step
+# tensors in again on every step. TensorFlow reads the variable when it
+# creates its CPU allocator, at the first op. A subprocess measures the
+# default allocator for comparison (`--allocator-child`).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 INPUT_DIM = 3
 WIDTH1 = "BandCell(896, half_width=0): one diagonal, no band work"
@@ -191,6 +201,29 @@ def run_large(units, batch, steps, reps):
     return json.loads(lines[-1])
 
 
+# What the default-allocator comparison runs, in a subprocess of its own.
+ALLOCATOR_MODELS = [("BandCell(896, half_width=32)", "band", 896), ("LSTM(128)", "lstm", 128), (WIDTH1, "band_width1", 896)]
+
+
+def allocator_child(reps):
+    """Runs in a subprocess: ALLOCATOR_MODELS' steps and page faults as JSON."""
+    faults = {}
+    times = time_round_robin(ALLOCATOR_MODELS, 64, 100, reps, faults=faults)
+    print(json.dumps({"times": times, "faults": faults}))
+
+
+def run_default_allocator(reps):
+    """ALLOCATOR_MODELS under TensorFlow's default CPU allocator, or None."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--allocator-child", str(reps)]
+    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        print("default-allocator run failed:", (proc.stderr or "").strip().splitlines()[-3:], file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
 def implementation():
     from keras_bandrnn import _lib
 
@@ -203,9 +236,13 @@ def main():
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--allocator-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         large_child(*args.child)
+        return
+    if args.allocator_child:
+        allocator_child(args.allocator_child)
         return
 
     reps = 5 if args.quick else 15
@@ -219,7 +256,9 @@ def main():
     out(f"Made by `{cmd}` on {platform.machine()}, {os.cpu_count()} CPU cores (shared, so noisy), "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, band ops: {impl}. "
         f"One step = `train_on_batch` (forward + backward + SGD) through `keras.layers.RNN` "
-        f"and a Dense read-out; input dimension {INPUT_DIM}; median of {reps} interleaved repetitions.\n")
+        f"and a Dense read-out; input dimension {INPUT_DIM}; median of {reps} interleaved repetitions. "
+        f"`TF_CPU_ALLOCATOR_USE_BFC={os.environ['TF_CPU_ALLOCATOR_USE_BFC']}` (the README's setting for "
+        f"large-state models on CPU; the default allocator is compared below).\n")
 
     small = [
         ("BandCell(896, half_width=32)", "band", 896),
@@ -270,12 +309,22 @@ def main():
         f"BandCell(896) takes {band_last / lstm_last:.2f}x LSTM(128) and the one-diagonal step "
         f"{width1_last / lstm_last:.2f}x, against {band / lstm:.2f}x and {width1 / lstm:.2f}x with "
         f"the sequence.\n")
-    out(f"Minor page faults: the 896-wide models fault in about {faults[small[0][0]]:.0f} pages per step "
-        f"(LSTM(128): {faults['LSTM(128)']:.0f}; from a few hundred to 6,600 seen across runs, up to about one "
-        f"(100, 64, 896) float32 sequence tensor of 5600 pages): glibc's malloc returns freed blocks "
-        f"to the kernel and they are faulted in again "
-        f"(running with `MALLOC_TRIM_THRESHOLD_=268435456 MALLOC_MMAP_THRESHOLD_=4194304` removed them "
-        f"when measured by hand). This table runs with the default allocator settings.\n")
+    default = run_default_allocator(reps)
+    if default is not None:
+        dt, df = default["times"], default["faults"]
+        out(f"With TensorFlow's default CPU allocator (`TF_CPU_ALLOCATOR_USE_BFC=false`, a subprocess "
+            f"run after the table above, same repetitions):\n")
+        out("| model | s / step | time / LSTM(128) time | minor page faults / step |")
+        out("| --- | --- | --- | --- |")
+        for label, _, _ in ALLOCATOR_MODELS:
+            out(f"| {label} | {dt[label]:.4f} | {dt[label] / dt['LSTM(128)']:.2f} | {df[label]:.0f} |")
+        out("")
+        out("The default allocator returns each freed tensor to glibc's malloc, which hands large "
+            "free blocks back to the kernel; the 896-wide models then fault their per-step tensors "
+            "(and the gradient of the (100, 64, 896) output sequence, split into 100 fresh tensors) "
+            "in again on every step, at a few microseconds per 4 KiB page. The BFC allocator keeps "
+            "the memory it has handed out and reuses it. LSTM(128)'s tensors are 7x smaller and "
+            "fault next to nothing either way.\n")
 
     targets = [
         ("BandCell(896) step <= 1.5x LSTM(128)", band / t["LSTM(128)"], band <= 1.5 * t["LSTM(128)"],
