@@ -79,7 +79,7 @@ def bench_op(quick):
     def dense(x, w):
         return tf.matmul(x, w)
 
-    rows = []
+    rows, targets = [], []
     for bs in (16, 32, 64):
         def op(x, w, m, bs=bs):
             return block_sparse_matmul(x, w, m, bs)
@@ -94,12 +94,15 @@ def bench_op(quick):
             target = d + 0.1
             applies = d >= 0.1 and bs >= 32
             verdict = ("met" if ratio <= target else "missed") if applies else "-"
-            rows.append([bs, d, f"{t['op'] * 1e3:.3f}", f"{t['dense'] * 1e3:.3f}", f"{ratio:.2f}",
+            rows.append([bs, d, f"{t['op'] * 1e3:.3f}", f"{t['dense'] * 1e3:.3f}", f"{ratio:.3f}",
                          f"{target:.2f}" if applies else "-", verdict])
+            if applies:
+                targets.append((bs, d, ratio, verdict))
             print(f"op bs={bs} density={d}: {t['op'] * 1e3:.3f} ms vs dense {t['dense'] * 1e3:.3f} ms ({ratio:.2f})", flush=True)
-    return report.markdown_table(
+    table = report.markdown_table(
         ["block", "density", "op ms", "tf.matmul ms", "op / dense", "target (<=)", "target"], rows
     )
+    return table, targets
 
 
 # -- (b) and (c): one inference step -------------------------------------------
@@ -230,6 +233,27 @@ def cell_tables(results, rowkeys, label):
     return "\n\n".join(out)
 
 
+def targets_table(op_targets, synthetic):
+    """The issue's three targets against this run: `op_targets` (block,
+    density, op / dense, verdict) from (a), `synthetic` the results of (b)."""
+    worst = max(op_targets, key=lambda r: r[2] - (r[1] + 0.1))
+    op_missed = [f"{bs}/{d}: {ratio:.3f} (<= {d + 0.1:.2f})" for bs, d, ratio, v in op_targets if v == "missed"]
+    speedups = {gd: t["dense"] / t["cond"] for (gating, gd, closed), (_, t) in synthetic.items()
+                if gating == "block" and closed == 0.75}
+    cell = ", ".join(f"{bs}/{gd}: {speedups[gd]:.2f}x" for bs, gd in BLOCKS)
+    base = [t["dense"] / t["gru"] for (gating, _, _), (_, t) in synthetic.items() if gating == "block"]
+    rows = [
+        ["op <= (density + 0.1) x dense tf.matmul, density >= 0.1, block >= 32",
+         "; ".join(op_missed) if op_missed else f"closest: {worst[0]}/{worst[1]}: {worst[2]:.3f}",
+         "no" if op_missed else "yes"],
+        ["cell inference at 75% closed blocks >= 2.5x its dense path (block/gate dim)", cell,
+         "yes" if min(speedups.values()) >= 2.5 else "no"],
+        ["dense path within 1.3x of Keras's GRU (block gating)", f"{min(base):.2f}-{max(base):.2f}x",
+         "yes" if max(base) <= 1.3 else "no"],
+    ]
+    return report.markdown_table(["target", "measured", "met"], rows)
+
+
 # -- (c) trained cells ------------------------------------------------------------
 
 
@@ -292,8 +316,9 @@ def main(argv):
     if _lib.fallback_reason() is not None:
         sys.exit(f"The compiled op library is not loaded: {_lib.fallback_reason()}")
     quick = _QUICK.value
-    op_table = bench_op(quick)
+    op_table, op_targets = bench_op(quick)
     synthetic = bench_cells(quick)
+    targets = targets_table(op_targets, synthetic)
     body = [
         "## Conditional GRU (`benchmarks/conditional_gru.py`)\n",
         "### (a) `block_sparse_matmul` vs dense `tf.matmul`\n",
@@ -308,6 +333,8 @@ def main(argv):
         ">= 2.5x over the dense path at 75% closed (block gating); dense path within "
         "1.3x of Keras's GRU (last column, median over the row).\n",
         cell_tables(synthetic, CLOSED, "closed"),
+        "\n### Targets (issue 4)\n",
+        targets,
     ]
     if not quick:
         results, bpc, names, nchars = bench_trained(quick, _TRAIN_STEPS.value)
@@ -325,6 +352,7 @@ def main(argv):
     print(text)
     if not quick:
         report.write_section("conditional_gru", text, "python benchmarks/conditional_gru.py")
+        report.write_readme_tables("conditional_gru", targets)
 
 
 if __name__ == "__main__":
