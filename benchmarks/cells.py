@@ -191,14 +191,20 @@ def large_child(units, batch, steps, reps):
                       "import_gib": base / 2**20}))
 
 
-def run_large(units, batch, steps, reps):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(units), str(batch), str(steps), str(reps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+def run_child(args, **env):
+    """Runs this script with `args` (and `env` added to the environment) in a
+    subprocess: the JSON object it printed last, or {"error": ...}."""
+    cmd = [sys.executable, os.path.abspath(__file__), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or "").strip().splitlines()[-3:]
-        return {"units": units, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+        return {"error": f"exit {proc.returncode}: {' | '.join(tail)}"}
     return json.loads(lines[-1])
+
+
+def run_large(units, batch, steps, reps):
+    return {"units": units, **run_child(["--child", units, batch, steps, reps])}
 
 
 # What the default-allocator comparison runs, in a subprocess of its own.
@@ -214,14 +220,11 @@ def allocator_child(reps):
 
 def run_default_allocator(reps):
     """ALLOCATOR_MODELS under TensorFlow's default CPU allocator, or None."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--allocator-child", str(reps)]
-    env = {**os.environ, "TF_CPU_ALLOCATOR_USE_BFC": "false"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        print("default-allocator run failed:", (proc.stderr or "").strip().splitlines()[-3:], file=sys.stderr)
+    result = run_child(["--allocator-child", reps], TF_CPU_ALLOCATOR_USE_BFC="false")
+    if "error" in result:
+        print("default-allocator run failed:", result["error"], file=sys.stderr)
         return None
-    return json.loads(lines[-1])
+    return result
 
 
 def implementation():
