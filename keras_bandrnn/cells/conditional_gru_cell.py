@@ -372,8 +372,13 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         """
         L = self.layout_block
         mask = v > 0  # the open blocks, where the gate cliptanh(v) is > 0
-        xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
         hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, 2 * L)
+        # In a graph the input product waits for the recurrent one: run side
+        # by side, it takes a core from the larger product's threads.
+        # (Measured on the benchmark's shapes, 75% closed: 17-70 us less per
+        # step, 3-10%.)
+        with tf.control_dependencies([hp]):
+            xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
         bias = ops.cast(self.bias, x.dtype) if self.use_bias else tf.zeros([2 * self.units], x.dtype)
         v = ops.cast(v, h.dtype)
         if self.activation in _TANH and self.recurrent_activation in _SIGMOID:
