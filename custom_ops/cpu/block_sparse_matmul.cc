@@ -101,16 +101,23 @@ struct VecOf<double> {
   typedef double type __attribute__((vector_size(64)));
 };
 
-// Rows of w per chunk of the k loop: the output tiles are reloaded once per
-// chunk, and while a chunk sweeps all the blocks its rows' pages stay in the
-// TLB. Measured on the benchmark's shapes (K = N = 1024, batch 64): 256 beats
-// 64 and 128 at densities <= 0.25 and matches 512; 16 and 32 read w faster
-// but pay more in tile overhead than they save.
-constexpr int64_t kKChunk = 256;
+// Rows of w per chunk of the k loop. A chunk of w is contiguous (kKChunk
+// rows of N values) and, at the benchmark's shapes (N = 2048 floats), 256 KB:
+// it stays in L2 while the chunk's tiles sweep its column slices, and the
+// next chunk streams in behind them (see Stream).
+constexpr int64_t kKChunk = 32;
 
-// Rows of w ahead along k that a tile reading w prefetches (see Ahead).
-// Measured on the benchmark's shapes, one thread: 4 to 16 are within noise
-// of each other, 3-6% faster than prefetching only the next block.
+// Blocks narrower than two vectors (16 floats, 8 doubles) have one-vector
+// tiles, whose accumulators are reloaded every chunk, and read one line per
+// row: for them longer chunks, each tile prefetching its own slice ahead,
+// were faster (measured on the benchmark's shapes, one thread, block 16:
+// kKChunk with the chunk stream took 1.1-1.5x the time of this at densities
+// 0.25-1, 64 and 128 rows 1.0-1.3x).
+constexpr int64_t kNarrowKChunk = 256;
+
+// Narrow blocks' tiles prefetch their own slice of w this many rows ahead
+// (the stream of ColumnTile). Measured on the benchmark's shapes, one
+// thread: 4 to 16 are within noise of each other.
 constexpr int64_t kPrefetchRows = 8;
 
 // Vector multiply-adds each thread must get for the forward to be split
@@ -121,41 +128,55 @@ constexpr double kMinForwardFmasPerThread = 100000;
 // (the same 25 us, counted in scalar multiply-adds of the Eigen products).
 constexpr double kMinShardWork = 16 * kMinForwardFmasPerThread;
 
-// The slice of w that a column tile reads is NV cache lines per row of k,
-// rows N values apart: a new page per row, which the hardware prefetchers do
-// not follow. A tile reading row k therefore prefetches row k + kPrefetchRows
-// of its slice, and past the chunk's last row the first rows of the slice
-// that is computed next, so that w streams in without a gap between tiles.
-// `cur` null: nothing to prefetch.
-template <typename S>
-struct Ahead {
-  const S* cur;   // row 0 of this slice
-  const S* next;  // row 0 of the next slice (same leading dim), or null
-  int64_t ld;     // leading dim of both
+// The cache lines of the next chunk of w that a thread will read (rows
+// [k0 + kc, k0 + 2 kc), its blocks' columns), prefetched in address order
+// by the first row tile of each column tile, as many lines per step of its k
+// loop as it reads (NV), so that w arrives in L2 before the tiles read it. A tile's own reads walk down a column slice, a
+// new page every row, which the hardware prefetchers do not follow; this
+// stream walks along the rows, as the memory lies. Null `line`: done.
+struct Stream {
+  const char* line;      // next line to prefetch
+  const char* row_end;   // end of the current row's span
+  int64_t span;          // bytes of a row's span
+  int64_t stride;        // bytes from one row to the next
+  int64_t rows;          // rows left after the current one
+  template <int Lines>
+  inline void Step() {
+    for (int i = 0; i < Lines && line != nullptr; ++i) {
+      __builtin_prefetch(line);
+      line += 64;
+      if (line >= row_end) {
+        if (rows-- > 0) {
+          row_end += stride;
+          line = row_end - span;
+        } else {
+          line = nullptr;
+        }
+      }
+    }
+  }
 };
 
-// The address to prefetch at step k of a slice of kc rows (null: none).
+// The stream over rows [k, k + kc) of w, columns [c0, c1) (leading dim ld):
+// empty for kc <= 0.
 template <typename S>
-inline const S* AheadAt(const Ahead<S>& a, int64_t k, int64_t kc) {
-  if (a.cur == nullptr) return nullptr;
-  const int64_t j = k + kPrefetchRows;
-  return j < kc ? a.cur + j * a.ld : a.next != nullptr ? a.next + (j - kc) * a.ld : nullptr;
-}
-
-template <int NV, typename S>
-inline void PrefetchLines(const S* p) {
-  constexpr int kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
-  if (p == nullptr) return;
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) __builtin_prefetch(p + v * kLanes);
+Stream StreamOf(const S* w, int64_t ld, int64_t k, int64_t kc, int64_t c0, int64_t c1) {
+  if (kc <= 0 || c1 <= c0) return Stream{nullptr, nullptr, 0, 0, 0};
+  const char* start = reinterpret_cast<const char*>(w + k * ld + c0);
+  const int64_t span = (c1 - c0) * static_cast<int64_t>(sizeof(S));
+  // Lines from the one holding the first byte: the row's span rounded out.
+  const char* aligned = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t{63});
+  const int64_t lead = start - aligned;
+  return Stream{aligned, aligned + lead + span, lead + span,
+                ld * static_cast<int64_t>(sizeof(S)), kc - 1};
 }
 
 // y[rows r, NV vectors] (+)= sum over kc of x[r][k] * w[k, :], w row k at
 // wp + k * ldw. `first`: the chunk starts the sum (else it accumulates onto
-// y). `ahead`: what to prefetch (see Ahead).
+// y). Each step of k advances `stream`.
 template <typename S, int R, int NV>
 void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
-          S* const* yr, bool first, const Ahead<S>& ahead) {
+          S* const* yr, bool first, Stream* stream) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   V acc[R][NV];
@@ -174,7 +195,7 @@ void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) xs[r] = xr[r];
   for (int64_t k = 0; k < kc; ++k) {
-    PrefetchLines<NV>(AheadAt(ahead, k, kc));
+    if (stream != nullptr) stream->Step<NV>();
     V wv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
@@ -215,10 +236,10 @@ void ScalarTile(int64_t rows, int64_t kc, int64_t width, const S* const* xr,
 
 template <typename S, int NV, int R>
 void TileRows(int64_t rows, int64_t kc, const S* const* xr, const S* wp,
-              int64_t ldw, S* const* yr, bool first, const Ahead<S>& ahead) {
+              int64_t ldw, S* const* yr, bool first, Stream* stream) {
   if constexpr (R > 0) {
-    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, ahead);
-    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, ahead);
+    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, stream);
+    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, stream);
   }
 }
 
@@ -240,19 +261,25 @@ struct BlockRows {
 };
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
-// k in [k0, k0 + kc); `next`: the slice of w computed after this one (row k0),
-// or null. The row tiles have balanced sizes (15 rows of 4 vectors: 5 + 5 +
-// 5); the first one prefetches ahead. (Copying the slice into a contiguous
+// k in [k0, k0 + kc); the first row tile advances `stream`. The row tiles
+// have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (Copying the slice into a contiguous
 // panel for the row tiles to share, BLAS-style, was slower: 1.1-1.3x at
 // densities 0.25-0.5, block 32 and 64, one thread.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
                 int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
-                const S* next) {
+                Stream* stream) {
   constexpr int kRows = MaxRows<NV>();
   const int64_t K = g.k, N = g.n, m = rows.count;
   const S* wp = w + k0 * N + col;
   const int64_t tiles = (m + kRows - 1) / kRows;
+  Stream own;  // narrow blocks: this slice, kPrefetchRows rows ahead
+  if (stream == nullptr) {
+    constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
+    const int64_t k = std::min(k0 + kPrefetchRows, K);
+    own = StreamOf(w, N, k, std::min(kc, K - k), col, col + NV * kLanes);
+    stream = &own;
+  }
   const S* xr[kRows];
   S* yr[kRows];
   for (int64_t t = 0, i0 = 0; t < tiles; ++t) {
@@ -261,38 +288,31 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
       xr[i] = x + rows.rows[i0 + i] * K + k0;
       yr[i] = y + rows.rows[i0 + i] * N + col;
     }
-    const Ahead<S> ahead = t == 0 ? Ahead<S>{wp, next, N} : Ahead<S>{nullptr, nullptr, 0};
-    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, ahead);
+    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? stream : nullptr);
     i0 += r;
   }
 }
 
 // Column tiles of a block: the widest that fit, 2-vector tiles when there are
 // few rows (more rows per tile, no room for 4-vector tiles of that height).
-// `next`: the first slice of the block computed after this one (row k0), or
-// null.
 template <typename S>
 void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                        int64_t blk, BlockRows rows, int64_t k0, int64_t kc,
-                       S* y, const S* next) {
+                       S* y, Stream* stream) {
   using V = typename VecOf<S>::type;
   constexpr int64_t kLanes = sizeof(V) / sizeof(S);
   const int64_t bs = g.block_size;
   int64_t col = blk * bs;
   const int64_t end = col + bs;
-  // The slice after the column tile at `col` of `width` vectors.
-  auto after = [&](int64_t width) -> const S* {
-    return col + width * kLanes < end ? w + k0 * g.n + col + width * kLanes : next;
-  };
   const bool few = rows.count <= MaxRows<2>() && rows.count > MaxRows<4>();
   for (; !few && end - col >= 4 * kLanes; col += 4 * kLanes) {
-    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, after(4));
+    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, stream);
   }
   for (; end - col >= 2 * kLanes; col += 2 * kLanes) {
-    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y, after(2));
+    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y, stream);
   }
   for (; end - col >= kLanes; col += kLanes) {
-    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, after(1));
+    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, stream);
   }
   if (col < end) {
     std::vector<const S*> xr(rows.count);
@@ -320,7 +340,7 @@ constexpr int kPairRows = 12;
 // one register addresses all the rows), output row r at yr[r].
 template <typename S, int RA, int RB>
 void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
-              bool first, const Ahead<S>& ahead) {
+              bool first, Stream* stream) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   constexpr int R = RA + RB;
@@ -337,7 +357,7 @@ void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    PrefetchLines<4>(AheadAt(ahead, k, kc));
+    if (stream != nullptr) stream->Step<4>();
     V wv[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
@@ -361,20 +381,20 @@ void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
 
 template <typename S, int RA, int RB = kPairRows - RA>
 void PairRows(int64_t ra, int64_t rb, int64_t kc, const S* xp, const S* wp,
-              int64_t ldw, S* const* yr, bool first, const Ahead<S>& ahead) {
+              int64_t ldw, S* const* yr, bool first, Stream* stream) {
   if constexpr (RA > 0 && RB > 0) {
-    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first, ahead);
-    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first, ahead);
-    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first, ahead);
+    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first, stream);
+    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first, stream);
+    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first, stream);
   }
 }
 
 // Blocks blk and blk + 1 (rows a and b, a.count + b.count <= kPairRows) for
-// k in [k0, k0 + kc); `next` as in ForwardBlockChunk.
+// k in [k0, k0 + kc).
 template <typename S>
 void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                       int64_t blk, BlockRows a, BlockRows b, int64_t k0,
-                      int64_t kc, S* y, const S* next) {
+                      int64_t kc, S* y, Stream* stream) {
   const int64_t K = g.k, N = g.n, bs = g.block_size;
   alignas(64) S xp[kPairRows * kKChunk];
   S* yr[kPairRows];
@@ -385,13 +405,13 @@ void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
     yr[i] = y + row * N + (in_a ? blk : blk + 1) * bs;
   }
   const S* wp = w + k0 * N + blk * bs;
-  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0,
-                             Ahead<S>{wp, next, N});
+  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0, stream);
 }
 
 // Blocks [begin, end) of the forward product in float or double: lists the
 // active rows of each block, zeroes the inactive (row, block) pairs, then
-// sweeps the k chunks, each over all the blocks.
+// sweeps the k chunks, each over all the blocks, prefetching the next chunk's
+// columns of the blocks from the first active one to the last.
 template <typename S>
 void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
                    const bool* mask, S* y, int64_t begin, int64_t end) {
@@ -416,21 +436,22 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
       ids.push_back(blk);
     }
   }
-  for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
-    const int64_t kc = std::min(kKChunk, K - k0);
+  if (blocks.empty()) return;
+  const int64_t c0 = ids.front() * bs, c1 = (ids.back() + 1) * bs;
+  const bool narrow = bs < 2 * kLanes;
+  const int64_t chunk = narrow ? kNarrowKChunk : kKChunk;
+  for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+    const int64_t kc = std::min(chunk, K - k0);
+    Stream stream = StreamOf(w, N, k0 + kc, std::min(chunk, K - k0 - kc), c0, c1);
     for (size_t i = 0; i < blocks.size();) {
       const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() &&
                         ids[i + 1] == ids[i] + 1 &&
                         blocks[i].count + blocks[i + 1].count <= kPairRows;
       const size_t after = i + (pair ? 2 : 1);
-      // The next block at this chunk, else the first at the next chunk.
-      const S* next = after < blocks.size() ? w + k0 * N + ids[after] * bs
-                      : k0 + kc < K         ? w + (k0 + kc) * N + ids[0] * bs
-                                            : nullptr;
       if (pair) {
-        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, next);
+        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, &stream);
       } else {
-        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, next);
+        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, narrow ? nullptr : &stream);
       }
       i = after;
     }
