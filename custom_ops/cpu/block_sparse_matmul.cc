@@ -110,9 +110,10 @@ constexpr int64_t kKChunk = 32;
 // Blocks narrower than two vectors (16 floats, 8 doubles) have one-vector
 // tiles, whose accumulators are reloaded every chunk, and read one line per
 // row: for them longer chunks, each tile prefetching its own slice ahead,
-// were faster (measured on the benchmark's shapes, one thread, block 16:
-// kKChunk with the chunk stream took 1.1-1.5x the time of this at densities
-// 0.25-1, 64 and 128 rows 1.0-1.3x).
+// were faster at most densities (measured on the benchmark's shapes, one
+// thread, block 16: kKChunk with the chunk stream took 1.0-1.5x the time of
+// this at densities 0.25-1, though 0.55x at 0.1; chunks of 64 and 128 rows
+// with the stream 0.9-1.3x).
 constexpr int64_t kNarrowKChunk = 256;
 
 // Narrow blocks' tiles prefetch their own slice of w this many rows ahead
@@ -130,10 +131,11 @@ constexpr double kMinShardWork = 16 * kMinForwardFmasPerThread;
 
 // The cache lines of the next chunk of w that a thread will read (rows
 // [k0 + kc, k0 + 2 kc), its blocks' columns), prefetched in address order
-// by the first row tile of each column tile, as many lines per step of its k
-// loop as it reads (NV), so that w arrives in L2 before the tiles read it. A tile's own reads walk down a column slice, a
-// new page every row, which the hardware prefetchers do not follow; this
-// stream walks along the rows, as the memory lies. Null `line`: done.
+// by the first row tile of each column tile, as many lines per step of its
+// k loop as it reads (NV), so that w is in L2 before the tiles read it. A
+// tile's own reads walk down a column slice, a new page every row, which the
+// hardware prefetchers do not follow; this stream walks along the rows, as
+// the memory lies. Null `line`: done.
 struct Stream {
   const char* line;      // next line to prefetch
   const char* row_end;   // end of the current row's span
