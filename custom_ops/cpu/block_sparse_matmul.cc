@@ -264,9 +264,11 @@ struct BlockRows {
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
 // k in [k0, k0 + kc); the first row tile advances `stream`. The row tiles
-// have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (Copying the slice into a contiguous
-// panel for the row tiles to share, BLAS-style, was slower: 1.1-1.3x at
-// densities 0.25-0.5, block 32 and 64, one thread.)
+// have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (Copying the slice
+// into a contiguous panel for the row tiles to share, BLAS-style, was
+// slower: 1.1-1.3x at densities 0.25-0.5, block 32 and 64, one thread; so
+// was copying the block's rows of x into one buffer per chunk: 1.06-1.14x
+// at density 0.25, blocks 16-64.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
                 int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
