@@ -159,15 +159,16 @@ struct Stream {
   }
 };
 
-// The stream over rows [k, k + kc) of w, columns [c0, c1) (leading dim ld):
-// empty for kc <= 0.
+// The stream over rows [k, k + kc) of w, columns [c0, c1) (leading dim ld,
+// c0 < c1): empty for kc <= 0.
 template <typename S>
 Stream StreamOf(const S* w, int64_t ld, int64_t k, int64_t kc, int64_t c0, int64_t c1) {
-  if (kc <= 0 || c1 <= c0) return Stream{nullptr, nullptr, 0, 0, 0};
+  if (kc <= 0) return Stream{nullptr, nullptr, 0, 0, 0};
   const char* start = reinterpret_cast<const char*>(w + k * ld + c0);
   const int64_t span = (c1 - c0) * static_cast<int64_t>(sizeof(S));
   // Lines from the one holding the first byte: the row's span rounded out.
-  const char* aligned = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(start) & ~uintptr_t{63});
+  const char* aligned = reinterpret_cast<const char*>(
+      reinterpret_cast<uintptr_t>(start) & ~uintptr_t{63});
   const int64_t lead = start - aligned;
   return Stream{aligned, aligned + lead + span, lead + span,
                 ld * static_cast<int64_t>(sizeof(S)), kc - 1};
@@ -277,7 +278,7 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t K = g.k, N = g.n, m = rows.count;
   const S* wp = w + k0 * N + col;
   const int64_t tiles = (m + kRows - 1) / kRows;
-  Stream own;  // narrow blocks: this slice, kPrefetchRows rows ahead
+  Stream own{};  // narrow blocks: this slice, kPrefetchRows rows ahead
   if (stream == nullptr) {
     constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
     const int64_t k = std::min(k0 + kPrefetchRows, K);
@@ -446,16 +447,18 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t chunk = narrow ? kNarrowKChunk : kKChunk;
   for (int64_t k0 = 0; k0 < K; k0 += chunk) {
     const int64_t kc = std::min(chunk, K - k0);
-    Stream stream = StreamOf(w, N, k0 + kc, std::min(chunk, K - k0 - kc), c0, c1);
+    Stream next_chunk{};
+    if (!narrow) next_chunk = StreamOf(w, N, k0 + kc, std::min(chunk, K - k0 - kc), c0, c1);
+    Stream* const stream = narrow ? nullptr : &next_chunk;
     for (size_t i = 0; i < blocks.size();) {
       const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() &&
                         ids[i + 1] == ids[i] + 1 &&
                         blocks[i].count + blocks[i + 1].count <= kPairRows;
       const size_t after = i + (pair ? 2 : 1);
       if (pair) {
-        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, &stream);
+        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, stream);
       } else {
-        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, narrow ? nullptr : &stream);
+        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, stream);
       }
       i = after;
     }
