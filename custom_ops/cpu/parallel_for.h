@@ -1,6 +1,7 @@
-// How the framework-free CPU kernels are threaded: a Schedule callback that
-// hands a closure to a thread pool (the TensorFlow kernels pass one backed by
-// the op's Eigen::ThreadPoolDevice), and the count of threads a kernel may use.
+// How the framework-free CPU kernels are threaded: a Schedule that hands
+// closures to thread pools (the TensorFlow kernels pass one made from the
+// op's threads, kernels/cpu_parallel.h), and the count of threads a kernel
+// may use.
 #ifndef KERAS_BANDRNN_CPU_PARALLEL_FOR_H_
 #define KERAS_BANDRNN_CPU_PARALLEL_FOR_H_
 
@@ -14,40 +15,58 @@
 namespace keras_bandrnn {
 namespace cpu {
 
-// Runs a closure on a pool thread, some time later (a thread pool's
-// Schedule). kernels/cpu_parallel.h makes one from TensorFlow's thread pool.
-using Schedule = std::function<void(std::function<void()>)>;
+// Runs a closure on a pool thread, some time later (a thread pool's Schedule).
+using Runner = std::function<void(std::function<void()>)>;
+
+// Where a kernel's helpers run: `first` takes them; `second`, when set, is
+// offered the helpers that have not started by the time the calling thread
+// has finished its first unit of work (`first` may be a pool whose threads
+// are all busy, or the caller's own single thread).
+struct Schedule {
+  Runner first, second;
+};
 
 // Calls fn(u) for every unit u in [0, units), on the calling thread and on up
-// to `threads - 1` pool threads, which take the units in order from a shared
-// counter. The caller waits only for the units the pool threads have taken,
-// never for a pool thread to start: waking one costs tens of microseconds on
-// the 2-core machine of BENCHMARKS.md, and hundreds when the other core is
-// busy, in which case the caller simply takes every unit itself. A pool
-// thread that starts after the last unit was taken returns without touching
-// fn (the counter lives in shared state that outlives the call).
+// to `threads - 1` helpers run by `schedule`, which take the units in order
+// from a shared counter. The caller waits only for the units the helpers have
+// taken, never for a helper to start: waking a pool thread costs tens of
+// microseconds on the 2-core machine of BENCHMARKS.md, and hundreds when the
+// other core is busy, in which case the caller simply takes every unit
+// itself. A helper that starts after the last unit was taken, or after
+// `threads - 1` others (`first`'s and `second`'s together), returns without
+// touching fn (the counters live in shared state that outlives the call).
 inline void DynamicFor(const Schedule& schedule, int threads, int64_t units,
                        const std::function<void(int64_t)>& fn) {
   if (units <= 0) return;
   const int64_t helpers = std::min<int64_t>(std::max(threads, 1), units) - 1;
-  if (helpers <= 0 || !schedule) {
+  if (helpers <= 0 || !schedule.first) {
     for (int64_t u = 0; u < units; ++u) fn(u);
     return;
   }
   struct Counters {
-    std::atomic<int64_t> next{0}, done{0};
+    std::atomic<int64_t> next{0}, done{0}, joined{0};
   };
   const auto counters = std::make_shared<Counters>();
   const std::function<void(int64_t)>* body = &fn;
-  const auto run = [counters, body, units] {
+  const auto take = [counters, body, units] {
     for (int64_t u; (u = counters->next.fetch_add(1, std::memory_order_relaxed)) < units;) {
       (*body)(u);
       counters->done.fetch_add(1, std::memory_order_release);
     }
   };
-  for (int64_t i = 0; i < helpers; ++i) schedule(run);
-  run();
-  // The units still running are on pool threads that have started: spin
+  const auto helper = [counters, take, helpers] {
+    if (counters->joined.fetch_add(1, std::memory_order_relaxed) < helpers) take();
+  };
+  for (int64_t i = 0; i < helpers; ++i) schedule.first(helper);
+  for (int64_t u, taken = 0; (u = counters->next.fetch_add(1, std::memory_order_relaxed)) < units; ++taken) {
+    if (taken == 1 && schedule.second) {
+      const int64_t missing = helpers - counters->joined.load(std::memory_order_relaxed);
+      for (int64_t i = 0; i < missing; ++i) schedule.second(helper);
+    }
+    fn(u);
+    counters->done.fetch_add(1, std::memory_order_release);
+  }
+  // The units still running are on helpers that have started: spin
   // briefly, then yield the core in case one of them waits for it.
   for (int spins = 0; counters->done.load(std::memory_order_acquire) < units; ++spins) {
     if (spins < 4096) {

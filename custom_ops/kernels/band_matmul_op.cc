@@ -18,9 +18,10 @@ namespace functor {
 
 template <typename T>
 struct BandMatmul<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BandGeometry& g, bool transpose,
+  void operator()(tensorflow::OpKernelContext* ctx, const CPUDevice& d,
+                  const BandGeometry& g, bool transpose,
                   const T* x, const T* diags, T* y) {
-    cpu::BandMatmul(g, transpose, x, diags, y, CpuSchedule(d), d.numThreads());
+    cpu::BandMatmul(g, transpose, x, diags, y, CpuSchedule(ctx), d.numThreads());
   }
 };
 
@@ -43,7 +44,7 @@ class BandMatmulOp : public tensorflow::OpKernel {
     tensorflow::Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
     if (y->NumElements() == 0) return;
-    functor::BandMatmul<Device, T>()(ctx->eigen_device<Device>(), g, transpose_,
+    functor::BandMatmul<Device, T>()(ctx, ctx->eigen_device<Device>(), g, transpose_,
                                      x.flat<T>().data(), diags.flat<T>().data(),
                                      y->flat<T>().data());
   }

@@ -5,6 +5,10 @@
 
 #include "kernels/band_geometry.h"
 
+namespace tensorflow {
+class OpKernelContext;
+}  // namespace tensorflow
+
 namespace keras_bandrnn {
 namespace functor {
 
@@ -12,7 +16,8 @@ namespace functor {
 // by diags (n, k). All pointers are on `Device`; inputs were validated.
 template <typename Device, typename T>
 struct BandMatmul {
-  void operator()(const Device& d, const BandGeometry& g, bool transpose,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BandGeometry& g, bool transpose,
                   const T* x, const T* diags, T* y);
 };
 

@@ -11,7 +11,8 @@ namespace functor {
 
 template <typename T>
 struct BandMatmul<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BandGeometry& g, bool transpose, const T* x,
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BandGeometry& g, bool transpose, const T* x,
                   const T* diags, T* y) {
     static_assert(sizeof(T) == 2 || sizeof(T) == 4 || sizeof(T) == 8, "element size");
     ReportLaunch(kbr_band_matmul(KbrDtype<T>::value, g.batch, g.n, g.lower, g.upper, g.cyclic,

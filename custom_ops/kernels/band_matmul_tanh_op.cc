@@ -18,9 +18,10 @@ namespace functor {
 
 template <typename T>
 struct BandMatmulTanh<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BandGeometry& g, const T* x,
+  void operator()(tensorflow::OpKernelContext* ctx, const CPUDevice& d,
+                  const BandGeometry& g, const T* x,
                   const T* diags, const T* addend, T* y) {
-    cpu::BandMatmulTanh(g, x, diags, addend, y, CpuSchedule(d), d.numThreads());
+    cpu::BandMatmulTanh(g, x, diags, addend, y, CpuSchedule(ctx), d.numThreads());
   }
 };
 
@@ -47,7 +48,7 @@ class BandMatmulTanhOp : public tensorflow::OpKernel {
     tensorflow::Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
     if (y->NumElements() == 0) return;
-    functor::BandMatmulTanh<Device, T>()(ctx->eigen_device<Device>(), g,
+    functor::BandMatmulTanh<Device, T>()(ctx, ctx->eigen_device<Device>(), g,
                                          x.flat<T>().data(), diags.flat<T>().data(),
                                          addend.flat<T>().data(), y->flat<T>().data());
   }

@@ -5,6 +5,10 @@
 
 #include "kernels/band_geometry.h"
 
+namespace tensorflow {
+class OpKernelContext;
+}  // namespace tensorflow
+
 namespace keras_bandrnn {
 namespace functor {
 
@@ -13,7 +17,8 @@ namespace functor {
 // validated.
 template <typename Device, typename T>
 struct BandMatmulTanh {
-  void operator()(const Device& d, const BandGeometry& g, const T* x,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BandGeometry& g, const T* x,
                   const T* diags, const T* addend, T* y);
 };
 

@@ -11,7 +11,8 @@ namespace functor {
 
 template <typename T>
 struct BandMatmulTanh<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BandGeometry& g, const T* x, const T* diags,
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BandGeometry& g, const T* x, const T* diags,
                   const T* addend, T* y) {
     static_assert(sizeof(T) == 2 || sizeof(T) == 4 || sizeof(T) == 8, "element size");
     ReportLaunch(kbr_band_matmul_tanh(KbrDtype<T>::value, g.batch, g.n, g.lower, g.upper,

@@ -20,9 +20,10 @@ namespace functor {
 
 template <typename T>
 struct BandOuter<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BandGeometry& g, const T* a,
+  void operator()(tensorflow::OpKernelContext* ctx, const CPUDevice& d,
+                  const BandGeometry& g, const T* a,
                   const T* b, T* out) {
-    cpu::BandOuter(g, a, b, out, CpuSchedule(d), d.numThreads());
+    cpu::BandOuter(g, a, b, out, CpuSchedule(ctx), d.numThreads());
   }
 };
 
@@ -55,7 +56,7 @@ class BandOuterOp : public tensorflow::OpKernel {
         return;
       }
     }
-    functor::BandOuter<Device, T>()(ctx->eigen_device<Device>(), g,
+    functor::BandOuter<Device, T>()(ctx, ctx->eigen_device<Device>(), g,
                                     a.flat<T>().data(), b.flat<T>().data(),
                                     out->flat<T>().data());
   }

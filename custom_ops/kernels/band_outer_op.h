@@ -5,6 +5,10 @@
 
 #include "kernels/band_geometry.h"
 
+namespace tensorflow {
+class OpKernelContext;
+}  // namespace tensorflow
+
 namespace keras_bandrnn {
 namespace functor {
 
@@ -12,7 +16,8 @@ namespace functor {
 // All pointers are on `Device`; inputs were validated.
 template <typename Device, typename T>
 struct BandOuter {
-  void operator()(const Device& d, const BandGeometry& g, const T* a,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BandGeometry& g, const T* a,
                   const T* b, T* out);
 };
 

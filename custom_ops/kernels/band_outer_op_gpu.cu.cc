@@ -11,7 +11,8 @@ namespace functor {
 
 template <typename T>
 struct BandOuter<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BandGeometry& g, const T* a, const T* b, T* out) {
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BandGeometry& g, const T* a, const T* b, T* out) {
     ReportLaunch(kbr_band_outer(KbrDtype<T>::value, g.batch, g.n, g.lower, g.upper, g.cyclic, a,
                                 b, out, d.stream()),
                  "BandOuter");

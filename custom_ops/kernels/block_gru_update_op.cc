@@ -29,10 +29,11 @@ namespace functor {
 
 template <typename T>
 struct BlockGruUpdate<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BlockGruGeometry& g, const T* h,
+  void operator()(OpKernelContext* ctx, const CPUDevice& d,
+                  const BlockGruGeometry& g, const T* h,
                   const T* xp, const T* hp, const T* gate, const T* bias,
                   T* out) {
-    cpu::BlockGruUpdate<T>(g, h, xp, hp, gate, bias, out, CpuSchedule(d), d.numThreads());
+    cpu::BlockGruUpdate<T>(g, h, xp, hp, gate, bias, out, CpuSchedule(ctx), d.numThreads());
   }
 };
 
@@ -84,7 +85,7 @@ class BlockGruUpdateOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, h.shape(), &out));
     if (out->NumElements() == 0) return;
     functor::BlockGruUpdate<Device, T>()(
-        ctx->eigen_device<Device>(), BlockGruGeometry{batch, n, blocks},
+        ctx, ctx->eigen_device<Device>(), BlockGruGeometry{batch, n, blocks},
         h.flat<T>().data(), xp.flat<T>().data(), hp.flat<T>().data(),
         gate.flat<T>().data(), bias.flat<T>().data(), out->flat<T>().data());
   }

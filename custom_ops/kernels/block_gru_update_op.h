@@ -21,12 +21,17 @@
 
 #include "kernels/block_gru_geometry.h"
 
+namespace tensorflow {
+class OpKernelContext;
+}  // namespace tensorflow
+
 namespace keras_bandrnn {
 namespace functor {
 
 template <typename Device, typename T>
 struct BlockGruUpdate {
-  void operator()(const Device& d, const BlockGruGeometry& g, const T* h,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BlockGruGeometry& g, const T* h,
                   const T* xp, const T* hp, const T* gate, const T* bias,
                   T* out);
 };

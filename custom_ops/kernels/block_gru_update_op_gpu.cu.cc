@@ -13,7 +13,8 @@ namespace functor {
 
 template <typename T>
 struct BlockGruUpdate<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BlockGruGeometry& g, const T* h, const T* xp,
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BlockGruGeometry& g, const T* h, const T* xp,
                   const T* hp, const T* gate, const T* bias, T* out) {
     ReportLaunch(kbr_block_gru_update(KbrDtype<T>::value, g.batch, g.units, g.blocks, h, xp, hp,
                                       gate, bias, out, d.stream()),

@@ -30,25 +30,28 @@ namespace functor {
 
 template <typename T>
 struct BlockSparseMatmul<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
+  void operator()(OpKernelContext* ctx, const CPUDevice& d,
+                  const BlockSparseGeometry& g, const T* x,
                   const T* w, const bool* mask, T* y) {
-    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuSchedule(d), d.numThreads());
+    cpu::BlockSparseMatmul<T>(g, x, w, mask, y, CpuSchedule(ctx), d.numThreads());
   }
 };
 
 template <typename T>
 struct BlockSparseMatmulGradX<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* dy,
+  void operator()(OpKernelContext* ctx, const CPUDevice& d,
+                  const BlockSparseGeometry& g, const T* dy,
                   const T* w, const bool* mask, T* dx) {
-    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, CpuSchedule(d), d.numThreads());
+    cpu::BlockSparseMatmulGradX<T>(g, dy, w, mask, dx, CpuSchedule(ctx), d.numThreads());
   }
 };
 
 template <typename T>
 struct BlockSparseMatmulGradW<CPUDevice, T> {
-  void operator()(const CPUDevice& d, const BlockSparseGeometry& g, const T* x,
+  void operator()(OpKernelContext* ctx, const CPUDevice& d,
+                  const BlockSparseGeometry& g, const T* x,
                   const T* dy, const bool* mask, T* dw) {
-    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, CpuSchedule(d), d.numThreads());
+    cpu::BlockSparseMatmulGradW<T>(g, x, dy, mask, dw, CpuSchedule(ctx), d.numThreads());
   }
 };
 
@@ -144,7 +147,7 @@ class BlockSparseOp : public BlockSparseBase<kind> {
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape, &out));
     if (out->NumElements() == 0) return;
-    Functor()(ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
+    Functor()(ctx, ctx->eigen_device<Device>(), g, ctx->input(0).flat<T>().data(),
               ctx->input(1).flat<T>().data(), ctx->input(2).flat<bool>().data(),
               out->flat<T>().data());
   }

@@ -14,27 +14,34 @@
 
 #include "kernels/block_sparse_geometry.h"
 
+namespace tensorflow {
+class OpKernelContext;
+}  // namespace tensorflow
+
 namespace keras_bandrnn {
 namespace functor {
 
 // y[b, blk] = x[b] @ w[:, blk] where mask[b, blk], else 0.
 template <typename Device, typename T>
 struct BlockSparseMatmul {
-  void operator()(const Device& d, const BlockSparseGeometry& g, const T* x,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BlockSparseGeometry& g, const T* x,
                   const T* w, const bool* mask, T* y);
 };
 
 // dx[b] = sum over blk with mask[b, blk] of dy[b, blk] @ w[:, blk]^T.
 template <typename Device, typename T>
 struct BlockSparseMatmulGradX {
-  void operator()(const Device& d, const BlockSparseGeometry& g, const T* dy,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BlockSparseGeometry& g, const T* dy,
                   const T* w, const bool* mask, T* dx);
 };
 
 // dw[:, blk] = sum over b with mask[b, blk] of x[b]^T dy[b, blk].
 template <typename Device, typename T>
 struct BlockSparseMatmulGradW {
-  void operator()(const Device& d, const BlockSparseGeometry& g, const T* x,
+  void operator()(tensorflow::OpKernelContext* ctx, const Device& d,
+                  const BlockSparseGeometry& g, const T* x,
                   const T* dy, const bool* mask, T* dw);
 };
 

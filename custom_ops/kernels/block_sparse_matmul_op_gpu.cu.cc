@@ -37,7 +37,8 @@ void Launch(const GPUDevice& d, int op, Launcher launcher, const char* name,
 
 template <typename T>
 struct BlockSparseMatmul<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BlockSparseGeometry& g, const T* x, const T* w,
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BlockSparseGeometry& g, const T* x, const T* w,
                   const bool* mask, T* y) {
     Launch(d, KBR_BLOCK_SPARSE_FORWARD, kbr_block_sparse_matmul, "BlockSparseMatmul", g, x, w,
            mask, y);
@@ -46,7 +47,8 @@ struct BlockSparseMatmul<GPUDevice, T> {
 
 template <typename T>
 struct BlockSparseMatmulGradX<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BlockSparseGeometry& g, const T* dy, const T* w,
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BlockSparseGeometry& g, const T* dy, const T* w,
                   const bool* mask, T* dx) {
     Launch(d, KBR_BLOCK_SPARSE_GRAD_X, kbr_block_sparse_matmul_grad_x, "BlockSparseMatmulGradX",
            g, dy, w, mask, dx);
@@ -55,7 +57,8 @@ struct BlockSparseMatmulGradX<GPUDevice, T> {
 
 template <typename T>
 struct BlockSparseMatmulGradW<GPUDevice, T> {
-  void operator()(const GPUDevice& d, const BlockSparseGeometry& g, const T* x, const T* dy,
+  void operator()(tensorflow::OpKernelContext*, const GPUDevice& d,
+                  const BlockSparseGeometry& g, const T* x, const T* dy,
                   const bool* mask, T* dw) {
     Launch(d, KBR_BLOCK_SPARSE_GRAD_W, kbr_block_sparse_matmul_grad_w, "BlockSparseMatmulGradW",
            g, x, dy, mask, dw);

@@ -1,21 +1,42 @@
-// Adapts TensorFlow's CPU thread pool to the framework-free kernels'
-// Schedule callback (cpu/parallel_for.h).
+// Adapts an op's TensorFlow threads to the framework-free kernels' Schedule
+// (cpu/parallel_for.h).
 #ifndef KERAS_BANDRNN_KERNELS_CPU_PARALLEL_H_
 #define KERAS_BANDRNN_KERNELS_CPU_PARALLEL_H_
 
 #define EIGEN_USE_THREADS
 
-#include <cstdint>
 #include <functional>
 #include <utility>
 
 #include "cpu/parallel_for.h"
+#include "tensorflow/core/framework/op_kernel.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace keras_bandrnn {
 
-inline cpu::Schedule CpuSchedule(const Eigen::ThreadPoolDevice& d) {
-  return [&d](std::function<void()> closure) { d.getPool()->Schedule(std::move(closure)); };
+// Helpers go to the op's runner (the executor's inter-op threads; eager ops
+// have one too), with the intra-op pool as `second` for when those threads
+// are busy or there is only one (inter_op_parallelism_threads = 1: the op
+// runs on it, and alone the runner left the op on one thread, 1.56x the
+// time). The inter-op thread that handed this op over is awake; an intra-op
+// thread has to be woken, and on the 2-core machine of BENCHMARKS.md it then
+// contends with the executor's spinning threads for the other core. Measured
+// there, paired in one process, batch 64, against the intra-op pool alone:
+// ConditionalGRUCell's inference step (a `tf.function` loop) at 75% closed
+// blocks 0.76-0.90x the time; BandCell(896)'s `train_on_batch` 0.84x and
+// `predict_on_batch` 0.81x; BandCell(8192)'s 1.0x and 0.65x. Offering every
+// helper to both pools at once was slower than either (BandCell(8192)'s
+// predict 1.38x). How many threads a kernel uses is still the intra-op
+// pool's size (the functors pass `d.numThreads()`).
+inline cpu::Schedule CpuSchedule(tensorflow::OpKernelContext* ctx) {
+  const Eigen::ThreadPoolDevice& d = ctx->eigen_device<Eigen::ThreadPoolDevice>();
+  cpu::Runner pool = [&d](std::function<void()> closure) {
+    d.getPool()->Schedule(std::move(closure));
+  };
+  const cpu::Runner* runner = ctx->runner();
+  if (runner == nullptr || !*runner) return {std::move(pool), nullptr};
+  return {[runner](std::function<void()> closure) { (*runner)(std::move(closure)); },
+          std::move(pool)};
 }
 
 }  // namespace keras_bandrnn
