@@ -101,24 +101,24 @@ struct VecOf<double> {
   typedef double type __attribute__((vector_size(64)));
 };
 
-// Rows of w per chunk of the k loop. A chunk of w is contiguous (kKChunk
-// rows of N values) and, at the benchmark's shapes (N = 2048 floats), 256 KB:
-// it stays in L2 while the chunk's tiles sweep its column slices, and the
-// next chunk streams in behind them (see Stream).
-constexpr int64_t kKChunk = 32;
+// Rows of w per chunk of the k loop. A column tile's row tiles all read the
+// same slice of the chunk (64 rows of NV vectors, 16 KB at 4 vectors of
+// float), which stays in L1 and L2 between them; each first row tile
+// prefetches the slice kPrefetchRows rows ahead. Measured on the benchmark's
+// shapes, one thread, on the Intel Xeon (Emerald Rapids) of BENCHMARKS.md,
+// against the kernel tuned on the AMD Zen 4 host of earlier runs (32-row
+// chunks whose first row tiles streamed the next chunk in address order,
+// 256-row chunks for blocks narrower than two vectors): 0.73-0.88x the time
+// at blocks 16 to 128 and densities 0.1 to 1, pair tiles included, but for
+// block 16 at density 1 (1.05x). 48 and 128 rows were slower than 64;
+// prefetching nothing was no slower here, but the prefetch stays for hosts
+// whose prefetchers stop at page boundaries (on the AMD host it made block
+// 16 faster).
+constexpr int64_t kKChunk = 64;
 
-// Blocks narrower than two vectors (16 floats, 8 doubles) have one-vector
-// tiles, whose accumulators are reloaded every chunk, and read one line per
-// row: for them longer chunks, each tile prefetching its own slice ahead,
-// were faster at most densities (measured on the benchmark's shapes, one
-// thread, block 16: kKChunk with the chunk stream took 1.0-1.5x the time of
-// this at densities 0.25-1, though 0.55x at 0.1; chunks of 64 and 128 rows
-// with the stream 0.9-1.3x).
-constexpr int64_t kNarrowKChunk = 256;
-
-// Narrow blocks' tiles prefetch their own slice of w this many rows ahead
-// (the stream of ColumnTile). Measured on the benchmark's shapes, one
-// thread: 4 to 16 are within noise of each other.
+// How far ahead a column tile prefetches its slice of w (ColumnTile).
+// Measured on the benchmark's shapes, one thread, at block 16 on the AMD
+// host: 4 to 16 rows are within noise of each other.
 constexpr int64_t kPrefetchRows = 8;
 
 // Vector multiply-adds each thread must get for the forward to be split
@@ -129,13 +129,10 @@ constexpr double kMinForwardFmasPerThread = 100000;
 // (the same 25 us, counted in scalar multiply-adds of the Eigen products).
 constexpr double kMinShardWork = 16 * kMinForwardFmasPerThread;
 
-// The cache lines of the next chunk of w that a thread will read (rows
-// [k0 + kc, k0 + 2 kc), its blocks' columns), prefetched in address order
-// by the first row tile of each column tile, as many lines per step of its
-// k loop as it reads (NV), so that w is in L2 before the tiles read it. A
-// tile's own reads walk down a column slice, a new page every row, which the
-// hardware prefetchers do not follow; this stream walks along the rows, as
-// the memory lies. Null `line`: done.
+// Cache lines of a column slice of w, prefetched in address order a few
+// steps of a tile's k loop ahead of its reads, as many lines per step as
+// the tile reads (NV): the tile walks down the slice, a new 4 KB page every
+// row, which the hardware prefetchers do not all follow. Null `line`: done.
 struct Stream {
   const char* line;      // next line to prefetch
   const char* row_end;   // end of the current row's span
@@ -264,27 +261,22 @@ struct BlockRows {
 };
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
-// k in [k0, k0 + kc); the first row tile advances `stream`. The row tiles
-// have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (Copying the slice
-// into a contiguous panel for the row tiles to share, BLAS-style, was
-// slower: 1.1-1.3x at densities 0.25-0.5, block 32 and 64, one thread; so
-// was copying the block's rows of x into one buffer per chunk: 1.06-1.14x
-// at density 0.25, blocks 16-64.)
+// k in [k0, k0 + kc); the first row tile prefetches the slice ahead. The
+// row tiles have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (On
+// earlier hosts, copying the slice into a contiguous panel for the row
+// tiles to share, BLAS-style, was slower: 1.1-1.3x at densities 0.25-0.5,
+// block 32 and 64, one thread; so was copying the block's rows of x into one
+// buffer per chunk: 1.06-1.14x at density 0.25, blocks 16-64.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
-                int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
-                Stream* stream) {
+                int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y) {
   constexpr int kRows = MaxRows<NV>();
   const int64_t K = g.k, N = g.n, m = rows.count;
   const S* wp = w + k0 * N + col;
   const int64_t tiles = (m + kRows - 1) / kRows;
-  Stream own{};  // narrow blocks: this slice, kPrefetchRows rows ahead
-  if (stream == nullptr) {
-    constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
-    const int64_t k = std::min(k0 + kPrefetchRows, K);
-    own = StreamOf(w, N, k, std::min(kc, K - k), col, col + NV * kLanes);
-    stream = &own;
-  }
+  constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
+  const int64_t ahead = std::min(k0 + kPrefetchRows, K);
+  Stream stream = StreamOf(w, N, ahead, std::min(kc, K - ahead), col, col + NV * kLanes);
   const S* xr[kRows];
   S* yr[kRows];
   for (int64_t t = 0, i0 = 0; t < tiles; ++t) {
@@ -293,7 +285,7 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
       xr[i] = x + rows.rows[i0 + i] * K + k0;
       yr[i] = y + rows.rows[i0 + i] * N + col;
     }
-    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? stream : nullptr);
+    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? &stream : nullptr);
     i0 += r;
   }
 }
@@ -303,7 +295,7 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
 template <typename S>
 void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                        int64_t blk, BlockRows rows, int64_t k0, int64_t kc,
-                       S* y, Stream* stream) {
+                       S* y) {
   using V = typename VecOf<S>::type;
   constexpr int64_t kLanes = sizeof(V) / sizeof(S);
   const int64_t bs = g.block_size;
@@ -311,13 +303,13 @@ void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t end = col + bs;
   const bool few = rows.count <= MaxRows<2>() && rows.count > MaxRows<4>();
   for (; !few && end - col >= 4 * kLanes; col += 4 * kLanes) {
-    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, stream);
+    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y);
   }
   for (; end - col >= 2 * kLanes; col += 2 * kLanes) {
-    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y, stream);
+    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y);
   }
   for (; end - col >= kLanes; col += kLanes) {
-    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, stream);
+    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y);
   }
   if (col < end) {
     std::vector<const S*> xr(rows.count);
@@ -345,7 +337,7 @@ constexpr int kPairRows = 12;
 // one register addresses all the rows), output row r at yr[r].
 template <typename S, int RA, int RB>
 void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
-              bool first, Stream* stream) {
+              bool first) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   constexpr int R = RA + RB;
@@ -362,7 +354,6 @@ void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    if (stream != nullptr) stream->Step<4>();
     V wv[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
@@ -386,11 +377,11 @@ void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
 
 template <typename S, int RA, int RB = kPairRows - RA>
 void PairRows(int64_t ra, int64_t rb, int64_t kc, const S* xp, const S* wp,
-              int64_t ldw, S* const* yr, bool first, Stream* stream) {
+              int64_t ldw, S* const* yr, bool first) {
   if constexpr (RA > 0 && RB > 0) {
-    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first, stream);
-    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first, stream);
-    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first, stream);
+    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first);
+    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first);
+    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first);
   }
 }
 
@@ -399,7 +390,7 @@ void PairRows(int64_t ra, int64_t rb, int64_t kc, const S* xp, const S* wp,
 template <typename S>
 void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                       int64_t blk, BlockRows a, BlockRows b, int64_t k0,
-                      int64_t kc, S* y, Stream* stream) {
+                      int64_t kc, S* y) {
   const int64_t K = g.k, N = g.n, bs = g.block_size;
   alignas(64) S xp[kPairRows * kKChunk];
   S* yr[kPairRows];
@@ -410,13 +401,12 @@ void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
     yr[i] = y + row * N + (in_a ? blk : blk + 1) * bs;
   }
   const S* wp = w + k0 * N + blk * bs;
-  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0, stream);
+  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0);
 }
 
 // Blocks [begin, end) of the forward product in float or double: lists the
 // active rows of each block, zeroes the inactive (row, block) pairs, then
-// sweeps the k chunks, each over all the blocks, prefetching the next chunk's
-// columns of the blocks from the first active one to the last.
+// sweeps the k chunks, each over all the blocks.
 template <typename S>
 void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
                    const bool* mask, S* y, int64_t begin, int64_t end) {
@@ -441,24 +431,17 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
       ids.push_back(blk);
     }
   }
-  if (blocks.empty()) return;
-  const int64_t c0 = ids.front() * bs, c1 = (ids.back() + 1) * bs;
-  const bool narrow = bs < 2 * kLanes;
-  const int64_t chunk = narrow ? kNarrowKChunk : kKChunk;
-  for (int64_t k0 = 0; k0 < K; k0 += chunk) {
-    const int64_t kc = std::min(chunk, K - k0);
-    Stream next_chunk{};
-    if (!narrow) next_chunk = StreamOf(w, N, k0 + kc, std::min(chunk, K - k0 - kc), c0, c1);
-    Stream* const stream = narrow ? nullptr : &next_chunk;
+  for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
+    const int64_t kc = std::min(kKChunk, K - k0);
     for (size_t i = 0; i < blocks.size();) {
       const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() &&
                         ids[i + 1] == ids[i] + 1 &&
                         blocks[i].count + blocks[i + 1].count <= kPairRows;
       const size_t after = i + (pair ? 2 : 1);
       if (pair) {
-        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, stream);
+        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y);
       } else {
-        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, stream);
+        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y);
       }
       i = after;
     }
