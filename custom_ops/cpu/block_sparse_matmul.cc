@@ -420,15 +420,22 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
     int64_t* r = rows.data() + (blk - begin) * B;
     int64_t m = 0;
     for (int64_t b = 0; b < B; ++b) {
-      if (mask[b * nb + blk] && K > 0) {  // K == 0: every pair is 0
-        r[m++] = b;
-      } else {
-        FillRow(y + b * N + blk * bs, bs);
-      }
+      if (mask[b * nb + blk] && K > 0) r[m++] = b;  // K == 0: every pair is 0
     }
     if (m > 0) {
       blocks.push_back({r, m});
       ids.push_back(blk);
+    }
+  }
+  // The inactive pairs are zeroed a run of adjacent blocks at a time: one
+  // fill per pair cost more than the fills' bytes (at block 32, all 64 x 64
+  // pairs inactive, 44 us against 14 us, measured on the benchmark's shapes).
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t blk = begin; blk < end;) {
+      const int64_t run = blk;
+      while (blk < end && !(mask[b * nb + blk] && K > 0)) ++blk;
+      if (blk > run) FillRow(y + b * N + run * bs, (blk - run) * bs);
+      while (blk < end && mask[b * nb + blk] && K > 0) ++blk;
     }
   }
   for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
