@@ -129,54 +129,23 @@ constexpr double kMinForwardFmasPerThread = 100000;
 // (the same 25 us, counted in scalar multiply-adds of the Eigen products).
 constexpr double kMinShardWork = 16 * kMinForwardFmasPerThread;
 
-// Cache lines of a column slice of w, prefetched in address order a few
-// steps of a tile's k loop ahead of its reads, as many lines per step as
-// the tile reads (NV): the tile walks down the slice, a new 4 KB page every
-// row, which the hardware prefetchers do not all follow. Null `line`: done.
-struct Stream {
-  const char* line;      // next line to prefetch
-  const char* row_end;   // end of the current row's span
-  int64_t span;          // bytes of a row's span
-  int64_t stride;        // bytes from one row to the next
-  int64_t rows;          // rows left after the current one
-  template <int Lines>
-  inline void Step() {
-    for (int i = 0; i < Lines && line != nullptr; ++i) {
-      __builtin_prefetch(line);
-      line += 64;
-      if (line >= row_end) {
-        if (rows-- > 0) {
-          row_end += stride;
-          line = row_end - span;
-        } else {
-          line = nullptr;
-        }
-      }
-    }
-  }
-};
-
-// The stream over rows [k, k + kc) of w, columns [c0, c1) (leading dim ld,
-// c0 < c1): empty for kc <= 0.
-template <typename S>
-Stream StreamOf(const S* w, int64_t ld, int64_t k, int64_t kc, int64_t c0, int64_t c1) {
-  if (kc <= 0) return Stream{nullptr, nullptr, 0, 0, 0};
-  const char* start = reinterpret_cast<const char*>(w + k * ld + c0);
-  const int64_t span = (c1 - c0) * static_cast<int64_t>(sizeof(S));
-  // Lines from the one holding the first byte: the row's span rounded out.
-  const char* aligned = reinterpret_cast<const char*>(
-      reinterpret_cast<uintptr_t>(start) & ~uintptr_t{63});
-  const int64_t lead = start - aligned;
-  return Stream{aligned, aligned + lead + span, lead + span,
-                ld * static_cast<int64_t>(sizeof(S)), kc - 1};
+// The NV cache lines of a column slice's row at p (the tile walks down the
+// slice, a new 4 KB page every row, which the hardware prefetchers do not
+// all follow).
+template <typename S, int NV>
+inline void PrefetchLines(const S* p) {
+  constexpr int kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) __builtin_prefetch(p + v * kLanes);
 }
 
 // y[rows r, NV vectors] (+)= sum over kc of x[r][k] * w[k, :], w row k at
 // wp + k * ldw. `first`: the chunk starts the sum (else it accumulates onto
-// y). Each step of k advances `stream`.
+// y). The first `ahead` steps of k prefetch the slice's row kPrefetchRows
+// further down.
 template <typename S, int R, int NV>
 void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
-          S* const* yr, bool first, Stream* stream) {
+          S* const* yr, bool first, int64_t ahead) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   V acc[R][NV];
@@ -195,7 +164,7 @@ void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) xs[r] = xr[r];
   for (int64_t k = 0; k < kc; ++k) {
-    if (stream != nullptr) stream->Step<NV>();
+    if (k < ahead) PrefetchLines<S, NV>(wp + (k + kPrefetchRows) * ldw);
     V wv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
@@ -236,10 +205,10 @@ void ScalarTile(int64_t rows, int64_t kc, int64_t width, const S* const* xr,
 
 template <typename S, int NV, int R>
 void TileRows(int64_t rows, int64_t kc, const S* const* xr, const S* wp,
-              int64_t ldw, S* const* yr, bool first, Stream* stream) {
+              int64_t ldw, S* const* yr, bool first, int64_t ahead) {
   if constexpr (R > 0) {
-    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, stream);
-    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, stream);
+    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, ahead);
+    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, ahead);
   }
 }
 
@@ -274,9 +243,8 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t K = g.k, N = g.n, m = rows.count;
   const S* wp = w + k0 * N + col;
   const int64_t tiles = (m + kRows - 1) / kRows;
-  constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
-  const int64_t ahead = std::min(k0 + kPrefetchRows, K);
-  Stream stream = StreamOf(w, N, ahead, std::min(kc, K - ahead), col, col + NV * kLanes);
+  // Steps whose row kPrefetchRows further down is still a row of w.
+  const int64_t ahead = std::clamp<int64_t>(K - k0 - kPrefetchRows, 0, kc);
   const S* xr[kRows];
   S* yr[kRows];
   for (int64_t t = 0, i0 = 0; t < tiles; ++t) {
@@ -285,7 +253,7 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
       xr[i] = x + rows.rows[i0 + i] * K + k0;
       yr[i] = y + rows.rows[i0 + i] * N + col;
     }
-    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? &stream : nullptr);
+    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? ahead : 0);
     i0 += r;
   }
 }
@@ -431,11 +399,12 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   // fill per pair cost more than the fills' bytes (at block 32, all 64 x 64
   // pairs inactive, 44 us against 14 us, measured on the benchmark's shapes).
   for (int64_t b = 0; b < B; ++b) {
+    const bool* active = mask + b * nb;
     for (int64_t blk = begin; blk < end;) {
       const int64_t run = blk;
-      while (blk < end && !(mask[b * nb + blk] && K > 0)) ++blk;
+      while (blk < end && !(active[blk] && K > 0)) ++blk;
       if (blk > run) FillRow(y + b * N + run * bs, (blk - run) * bs);
-      while (blk < end && mask[b * nb + blk] && K > 0) ++blk;
+      while (blk < end && active[blk] && K > 0) ++blk;
     }
   }
   for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
