@@ -3,6 +3,7 @@
 #include "cpu/block_sparse_matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -104,7 +105,7 @@ struct VecOf<double> {
 // Rows of w per chunk of the k loop. A column tile's row tiles all read the
 // same slice of the chunk (64 rows of NV vectors, 16 KB at 4 vectors of
 // float), which stays in L1 and L2 between them; each first row tile
-// prefetches the slice kPrefetchRows rows ahead. Measured on the benchmark's
+// prefetches ahead (see NextChunk). Measured on the benchmark's
 // shapes, one thread, on the Intel Xeon (Emerald Rapids) of BENCHMARKS.md,
 // against the kernel tuned on the AMD Zen 4 host of earlier runs (32-row
 // chunks whose first row tiles streamed the next chunk in address order,
@@ -116,9 +117,9 @@ struct VecOf<double> {
 // 16 faster).
 constexpr int64_t kKChunk = 64;
 
-// How far ahead a column tile prefetches its slice of w (ColumnTile).
-// Measured on the benchmark's shapes, one thread, at block 16 on the AMD
-// host: 4 to 16 rows are within noise of each other.
+// How far ahead a column tile of four vectors prefetches its slice of w
+// (ColumnTile). Measured on the benchmark's shapes, one thread, at block 16
+// on the AMD host: 4 to 16 rows are within noise of each other.
 constexpr int64_t kPrefetchRows = 8;
 
 // Vector multiply-adds each thread must get for the forward to be split
@@ -139,13 +140,66 @@ inline void PrefetchLines(const S* p) {
   for (int v = 0; v < NV; ++v) __builtin_prefetch(p + v * kLanes);
 }
 
+// The cache lines of the next chunk of w (rows [k0 + kc, k0 + 2 kc), the
+// columns of a thread's blocks), prefetched in address order by the first
+// row tiles of blocks narrower than four vectors, as many lines per step of
+// their k loops as they read (NV), so that the chunk is in L2 when its tiles
+// read it. Their own reads take two lines or fewer of a row, a new page
+// every row, which neither the hardware prefetchers nor a prefetch a few
+// rows ahead (as the four-vector tiles do) cover well: measured on the
+// benchmark's shapes, one thread, on the AMD Zen 4 host of BENCHMARKS.md,
+// the stream took 0.81-0.88x the time of that prefetch at block 32, density
+// 0.25 (the 16/64 cell's recurrent product, N = 2048), 0.84-0.92x at N =
+// 1024, 0.95x at density 0.5, 0.83x at block 16, and was within 2% at
+// densities 0.1 and 1; at block 64 it was 1.07-1.09x at density 0.1 and
+// within 2% elsewhere, so four-vector tiles keep their own prefetch.
+// Null `line`: done.
+struct NextChunk {
+  const char* line;     // next line to prefetch
+  const char* row_end;  // end of the current row's span
+  int64_t span;         // bytes of a row's span
+  int64_t stride;       // bytes from one row to the next
+  int64_t rows;         // rows left after the current one
+  template <int Lines>
+  inline void Step() {
+    for (int i = 0; i < Lines && line != nullptr; ++i) {
+      __builtin_prefetch(line);
+      line += 64;
+      if (line >= row_end) {
+        if (rows-- > 0) {
+          row_end += stride;
+          line = row_end - span;
+        } else {
+          line = nullptr;
+        }
+      }
+    }
+  }
+};
+
+// The stream over rows [k, k + kc) of w, columns [c0, c1) (leading dim ld,
+// c0 < c1): empty for kc <= 0.
+template <typename S>
+NextChunk NextChunkOf(const S* w, int64_t ld, int64_t k, int64_t kc, int64_t c0,
+                      int64_t c1) {
+  if (kc <= 0) return NextChunk{nullptr, nullptr, 0, 0, 0};
+  const char* start = reinterpret_cast<const char*>(w + k * ld + c0);
+  const int64_t span = (c1 - c0) * static_cast<int64_t>(sizeof(S));
+  // Lines from the one holding the first byte: the row's span rounded out.
+  const char* aligned = reinterpret_cast<const char*>(
+      reinterpret_cast<uintptr_t>(start) & ~uintptr_t{63});
+  const int64_t lead = start - aligned;
+  return NextChunk{aligned, aligned + lead + span, lead + span,
+                   ld * static_cast<int64_t>(sizeof(S)), kc - 1};
+}
+
 // y[rows r, NV vectors] (+)= sum over kc of x[r][k] * w[k, :], w row k at
 // wp + k * ldw. `first`: the chunk starts the sum (else it accumulates onto
-// y). The first `ahead` steps of k prefetch the slice's row kPrefetchRows
-// further down.
+// y). Each step of k advances `next`, when given; else the first `ahead`
+// steps prefetch the slice's row kPrefetchRows further down.
 template <typename S, int R, int NV>
 void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
-          S* const* yr, bool first, int64_t ahead) {
+          S* const* yr, bool first, NextChunk* next, int64_t ahead) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   V acc[R][NV];
@@ -164,7 +218,11 @@ void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) xs[r] = xr[r];
   for (int64_t k = 0; k < kc; ++k) {
-    if (k < ahead) PrefetchLines<S, NV>(wp + (k + kPrefetchRows) * ldw);
+    if (NV < 4 && next != nullptr) {  // (no branch in four-vector tiles)
+      next->Step<NV>();
+    } else if (k < ahead) {
+      PrefetchLines<S, NV>(wp + (k + kPrefetchRows) * ldw);
+    }
     V wv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
@@ -205,10 +263,11 @@ void ScalarTile(int64_t rows, int64_t kc, int64_t width, const S* const* xr,
 
 template <typename S, int NV, int R>
 void TileRows(int64_t rows, int64_t kc, const S* const* xr, const S* wp,
-              int64_t ldw, S* const* yr, bool first, int64_t ahead) {
+              int64_t ldw, S* const* yr, bool first, NextChunk* next,
+              int64_t ahead) {
   if constexpr (R > 0) {
-    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, ahead);
-    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, ahead);
+    if (rows == R) return Tile<S, R, NV>(kc, xr, wp, ldw, yr, first, next, ahead);
+    return TileRows<S, NV, R - 1>(rows, kc, xr, wp, ldw, yr, first, next, ahead);
   }
 }
 
@@ -230,7 +289,8 @@ struct BlockRows {
 };
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
-// k in [k0, k0 + kc); the first row tile prefetches the slice ahead. The
+// k in [k0, k0 + kc); the first row tile advances `next`, or (null) prefetches
+// the slice ahead. The
 // row tiles have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (On
 // earlier hosts, copying the slice into a contiguous panel for the row
 // tiles to share, BLAS-style, was slower: 1.1-1.3x at densities 0.25-0.5,
@@ -238,7 +298,8 @@ struct BlockRows {
 // buffer per chunk: 1.06-1.14x at density 0.25, blocks 16-64.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
-                int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y) {
+                int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
+                NextChunk* next) {
   constexpr int kRows = MaxRows<NV>();
   const int64_t K = g.k, N = g.n, m = rows.count;
   const S* wp = w + k0 * N + col;
@@ -253,7 +314,8 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
       xr[i] = x + rows.rows[i0 + i] * K + k0;
       yr[i] = y + rows.rows[i0 + i] * N + col;
     }
-    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? ahead : 0);
+    TileRows<S, NV, kRows>(r, kc, xr, wp, N, yr, k0 == 0, t == 0 ? next : nullptr,
+                           t == 0 ? ahead : 0);
     i0 += r;
   }
 }
@@ -263,7 +325,7 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
 template <typename S>
 void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                        int64_t blk, BlockRows rows, int64_t k0, int64_t kc,
-                       S* y) {
+                       S* y, NextChunk* next) {
   using V = typename VecOf<S>::type;
   constexpr int64_t kLanes = sizeof(V) / sizeof(S);
   const int64_t bs = g.block_size;
@@ -271,13 +333,13 @@ void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t end = col + bs;
   const bool few = rows.count <= MaxRows<2>() && rows.count > MaxRows<4>();
   for (; !few && end - col >= 4 * kLanes; col += 4 * kLanes) {
-    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y);
+    ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, next);
   }
   for (; end - col >= 2 * kLanes; col += 2 * kLanes) {
-    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y);
+    ColumnTile<S, 2>(g, x, w, col, rows, k0, kc, y, next);
   }
   for (; end - col >= kLanes; col += kLanes) {
-    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y);
+    ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, next);
   }
   if (col < end) {
     std::vector<const S*> xr(rows.count);
@@ -305,7 +367,7 @@ constexpr int kPairRows = 12;
 // one register addresses all the rows), output row r at yr[r].
 template <typename S, int RA, int RB>
 void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
-              bool first) {
+              bool first, NextChunk* next) {
   using V = typename VecOf<S>::type;
   constexpr int kLanes = sizeof(V) / sizeof(S);
   constexpr int R = RA + RB;
@@ -322,6 +384,7 @@ void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
+    next->Step<4>();
     V wv[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
@@ -345,11 +408,11 @@ void PairTile(int64_t kc, const S* xp, const S* wp, int64_t ldw, S* const* yr,
 
 template <typename S, int RA, int RB = kPairRows - RA>
 void PairRows(int64_t ra, int64_t rb, int64_t kc, const S* xp, const S* wp,
-              int64_t ldw, S* const* yr, bool first) {
+              int64_t ldw, S* const* yr, bool first, NextChunk* next) {
   if constexpr (RA > 0 && RB > 0) {
-    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first);
-    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first);
-    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first);
+    if (ra != RA) return PairRows<S, RA - 1>(ra, rb, kc, xp, wp, ldw, yr, first, next);
+    if (rb != RB) return PairRows<S, RA, RB - 1>(ra, rb, kc, xp, wp, ldw, yr, first, next);
+    PairTile<S, RA, RB>(kc, xp, wp, ldw, yr, first, next);
   }
 }
 
@@ -358,7 +421,7 @@ void PairRows(int64_t ra, int64_t rb, int64_t kc, const S* xp, const S* wp,
 template <typename S>
 void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
                       int64_t blk, BlockRows a, BlockRows b, int64_t k0,
-                      int64_t kc, S* y) {
+                      int64_t kc, S* y, NextChunk* next) {
   const int64_t K = g.k, N = g.n, bs = g.block_size;
   alignas(64) S xp[kPairRows * kKChunk];
   S* yr[kPairRows];
@@ -369,7 +432,7 @@ void ForwardPairChunk(const BlockSparseGeometry& g, const S* x, const S* w,
     yr[i] = y + row * N + (in_a ? blk : blk + 1) * bs;
   }
   const S* wp = w + k0 * N + blk * bs;
-  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0);
+  PairRows<S, kPairRows - 1>(a.count, b.count, kc, xp, wp, N, yr, k0 == 0, next);
 }
 
 // Blocks [begin, end) of the forward product in float or double: lists the
@@ -407,17 +470,23 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
       while (blk < end && active[blk] && K > 0) ++blk;
     }
   }
+  if (blocks.empty()) return;
+  const bool stream = bs < 4 * kLanes;  // see NextChunk
+  const int64_t c0 = ids.front() * bs, c1 = (ids.back() + 1) * bs;
   for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
     const int64_t kc = std::min(kKChunk, K - k0);
+    NextChunk next_chunk{};
+    if (stream) next_chunk = NextChunkOf(w, N, k0 + kc, std::min(kKChunk, K - k0 - kc), c0, c1);
+    NextChunk* const next = stream ? &next_chunk : nullptr;
     for (size_t i = 0; i < blocks.size();) {
       const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() &&
                         ids[i + 1] == ids[i] + 1 &&
                         blocks[i].count + blocks[i + 1].count <= kPairRows;
       const size_t after = i + (pair ? 2 : 1);
       if (pair) {
-        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y);
+        ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, next);
       } else {
-        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y);
+        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, next);
       }
       i = after;
     }
