@@ -320,17 +320,15 @@ void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
   }
 }
 
-// Column tiles of a block: the widest that fit, 2-vector tiles when there are
-// few rows (more rows per tile, no room for 4-vector tiles of that height).
+// Column tiles of the columns [col, end) (adjacent blocks with the same
+// active rows): the widest that fit, 2-vector tiles when there are few rows
+// (more rows per tile, no room for 4-vector tiles of that height).
 template <typename S>
 void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
-                       int64_t blk, BlockRows rows, int64_t k0, int64_t kc,
-                       S* y, NextChunk* next) {
+                       int64_t col, int64_t end, BlockRows rows, int64_t k0,
+                       int64_t kc, S* y, NextChunk* next) {
   using V = typename VecOf<S>::type;
   constexpr int64_t kLanes = sizeof(V) / sizeof(S);
-  const int64_t bs = g.block_size;
-  int64_t col = blk * bs;
-  const int64_t end = col + bs;
   const bool few = rows.count <= MaxRows<2>() && rows.count > MaxRows<4>();
   for (; !few && end - col >= 4 * kLanes; col += 4 * kLanes) {
     ColumnTile<S, 4>(g, x, w, col, rows, k0, kc, y, next);
@@ -445,17 +443,27 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
   std::vector<int64_t> rows((end - begin) * B);
+  // Runs of adjacent blocks with the same active rows: blocks [ids[i],
+  // ids[i] + runs[i]) with rows blocks[i]. A run is computed as one block, so
+  // that narrow blocks get wide tiles where their rows agree (every block of
+  // a dense mask: at block 32, density 1, measured on the benchmark's shapes,
+  // one thread, 0.74x the time of block by block, and 0.66x at block 16).
   std::vector<BlockRows> blocks;
-  std::vector<int64_t> ids;
+  std::vector<int64_t> ids, runs;
   for (int64_t blk = begin; blk < end; ++blk) {
     int64_t* r = rows.data() + (blk - begin) * B;
     int64_t m = 0;
     for (int64_t b = 0; b < B; ++b) {
       if (mask[b * nb + blk] && K > 0) r[m++] = b;  // K == 0: every pair is 0
     }
-    if (m > 0) {
+    if (m == 0) continue;
+    if (!ids.empty() && ids.back() + runs.back() == blk && blocks.back().count == m &&
+        std::equal(r, r + m, blocks.back().rows)) {
+      ++runs.back();
+    } else {
       blocks.push_back({r, m});
       ids.push_back(blk);
+      runs.push_back(1);
     }
   }
   // The inactive pairs are zeroed a run of adjacent blocks at a time: one
@@ -472,21 +480,22 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   }
   if (blocks.empty()) return;
   const bool stream = bs < 4 * kLanes;  // see NextChunk
-  const int64_t c0 = ids.front() * bs, c1 = (ids.back() + 1) * bs;
+  const int64_t c0 = ids.front() * bs, c1 = (ids.back() + runs.back()) * bs;
   for (int64_t k0 = 0; k0 < K; k0 += kKChunk) {
     const int64_t kc = std::min(kKChunk, K - k0);
     NextChunk next_chunk{};
     if (stream) next_chunk = NextChunkOf(w, N, k0 + kc, std::min(kKChunk, K - k0 - kc), c0, c1);
     NextChunk* const next = stream ? &next_chunk : nullptr;
     for (size_t i = 0; i < blocks.size();) {
-      const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() &&
-                        ids[i + 1] == ids[i] + 1 &&
+      const bool pair = bs == 2 * kLanes && i + 1 < blocks.size() && runs[i] == 1 &&
+                        runs[i + 1] == 1 && ids[i + 1] == ids[i] + 1 &&
                         blocks[i].count + blocks[i + 1].count <= kPairRows;
       const size_t after = i + (pair ? 2 : 1);
       if (pair) {
         ForwardPairChunk<S>(g, x, w, ids[i], blocks[i], blocks[i + 1], k0, kc, y, next);
       } else {
-        ForwardBlockChunk<S>(g, x, w, ids[i], blocks[i], k0, kc, y, next);
+        ForwardBlockChunk<S>(g, x, w, ids[i] * bs, (ids[i] + runs[i]) * bs, blocks[i], k0,
+                             kc, y, next);
       }
       i = after;
     }

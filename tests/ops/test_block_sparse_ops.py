@@ -334,6 +334,34 @@ def test_forward_split_over_threads(impl, dtype, kind):
     np.testing.assert_allclose(y.numpy(), reference(x, w, mask, 32), **tol)
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize("block_size", [1, 16, 20, 32])
+def test_runs_of_blocks_with_the_same_rows(impl, dtype, block_size):
+    """Adjacent blocks whose active rows are the same are computed as one
+    wider block. The mask has runs of 1 to 5 blocks sharing a column of the
+    mask (few rows, many, all, none), runs ended by a block with as many
+    active rows but one of them moved (or, all or none active, one row
+    flipped), and runs split over the threads' ranges."""
+    rng = np.random.default_rng(block_size)
+    columns = []
+    for run in [3, 1, 5, 2, 1, 4, 2, 3, 1, 2, 5, 3]:
+        column = rng.random(48) < rng.choice([0.1, 0.5, 1.0, 0.0])
+        columns += [column] * run
+        if run > 2:  # the run's last block differs in one row
+            moved = column.copy()
+            if 0 < column.sum() < 48:
+                moved[rng.choice(np.flatnonzero(column))] = False
+                moved[rng.choice(np.flatnonzero(~column))] = True
+            else:
+                moved[rng.integers(48)] ^= True
+            columns[-1] = moved
+    mask = np.stack(columns, axis=1)
+    x, w, _ = make_inputs(rng, 48, 300, mask.shape[1] * block_size, block_size, 1.0, dtype)
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
+    tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
+
+
 @pytest.mark.parametrize("dtype, block_size", [(tf.float32, 32), (tf.float64, 16)])
 @pytest.mark.parametrize("k", [7, 300])
 def test_adjacent_blocks_with_few_rows(impl, dtype, block_size, k):
