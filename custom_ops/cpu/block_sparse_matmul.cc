@@ -148,11 +148,14 @@ inline void PrefetchLines(const S* p) {
 // every row, which neither the hardware prefetchers nor a prefetch a few
 // rows ahead (as the four-vector tiles do) cover well: measured on the
 // benchmark's shapes, one thread, on the AMD Zen 4 host of BENCHMARKS.md,
-// the stream took 0.81-0.88x the time of that prefetch at block 32, density
+// the stream took 0.81-0.90x the time of that prefetch at block 32, density
 // 0.25 (the 16/64 cell's recurrent product, N = 2048), 0.84-0.92x at N =
-// 1024, 0.95x at density 0.5, 0.83x at block 16, and was within 2% at
-// densities 0.1 and 1; at block 64 it was 1.07-1.09x at density 0.1 and
-// within 2% elsewhere, so four-vector tiles keep their own prefetch.
+// 1024, 0.91-1.0x at density 0.5, 0.83-0.94x at block 16, and was within 4%
+// at densities 0.1 and 1; at block 64 it was 1.07-1.09x at density 0.1 and
+// within 2% elsewhere, so four-vector tiles keep their own prefetch. (Not
+// measured on the Intel host of the previous run, where the kernel with
+// 32-row chunks and this stream for every block width took 1.1-1.4x the
+// time of 64-row chunks with the per-tile prefetch.)
 // Null `line`: done.
 struct NextChunk {
   const char* line;     // next line to prefetch
@@ -289,13 +292,14 @@ struct BlockRows {
 };
 
 // One column tile of NV vectors at `col`, all active rows of its block, for
-// k in [k0, k0 + kc); the first row tile advances `next`, or (null) prefetches
-// the slice ahead. The
-// row tiles have balanced sizes (15 rows of 4 vectors: 5 + 5 + 5). (On
-// earlier hosts, copying the slice into a contiguous panel for the row
-// tiles to share, BLAS-style, was slower: 1.1-1.3x at densities 0.25-0.5,
-// block 32 and 64, one thread; so was copying the block's rows of x into one
-// buffer per chunk: 1.06-1.14x at density 0.25, blocks 16-64.)
+// k in [k0, k0 + kc); the first row tile advances `next`, or (null)
+// prefetches the slice ahead. The row tiles have balanced sizes (15 rows of
+// 4 vectors: 5 + 5 + 5). (On earlier hosts, copying the slice into a
+// contiguous panel for the row tiles to share, BLAS-style, was slower:
+// 1.1-1.3x at densities 0.25-0.5, block 32 and 64, one thread; so was
+// copying the block's rows of x into one buffer per chunk: 1.06-1.14x at
+// density 0.25, blocks 16-64. On the AMD host, copying the rows of x was
+// again within noise, 0.94-1.05x at block 32.)
 template <typename S, int NV>
 void ColumnTile(const BlockSparseGeometry& g, const S* x, const S* w,
                 int64_t col, BlockRows rows, int64_t k0, int64_t kc, S* y,
