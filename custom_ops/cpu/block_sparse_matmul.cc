@@ -103,19 +103,19 @@ struct VecOf<double> {
 };
 
 // Rows of w per chunk of the k loop. A column tile's row tiles all read the
-// same slice of the chunk (64 rows of NV vectors, 16 KB at 4 vectors of
-// float), which stays in L1 and L2 between them; each first row tile
-// prefetches ahead (see NextChunk). Measured on the benchmark's
-// shapes, one thread, on the Intel Xeon (Emerald Rapids) of BENCHMARKS.md,
-// against the kernel tuned on the AMD Zen 4 host of earlier runs (32-row
-// chunks whose first row tiles streamed the next chunk in address order,
-// 256-row chunks for blocks narrower than two vectors): 0.73-0.88x the time
-// at blocks 16 to 128 and densities 0.1 to 1, pair tiles included, but for
-// block 16 at density 1 (1.05x). 48 and 128 rows were slower than 64;
-// prefetching nothing was no slower here, but the prefetch stays for hosts
-// whose prefetchers stop at page boundaries (on the AMD host it made block
-// 16 faster).
-constexpr int64_t kKChunk = 64;
+// same slice of the chunk (128 rows of NV vectors, 32 KB at 4 vectors of
+// float), which stays in L2 between them; each first row tile prefetches
+// ahead (see NextChunk). Measured on the benchmark's shapes, one thread:
+// - on the Intel Xeon (Emerald Rapids) of an earlier run, 64 rows with the
+//   per-tile prefetch took 0.73-0.88x the time of the kernel tuned before on
+//   the AMD Zen 4 host (32-row chunks whose first row tiles streamed the next
+//   chunk, 256-row chunks for blocks narrower than two vectors), at blocks
+//   16 to 128 and densities 0.1 to 1; there 48 and 128 rows were slower
+//   than 64 (without the stream of narrow blocks, which came later);
+// - on the AMD Zen 4 host of BENCHMARKS.md, with the stream, 128 rows took
+//   0.92-0.98x the time of 64 at blocks 16 to 128, densities 0.25 to 1, N =
+//   1024 and 2048, and the same at density 0.1 and K = 27.
+constexpr int64_t kKChunk = 128;
 
 // How far ahead a column tile of four vectors prefetches its slice of w
 // (ColumnTile). Measured on the benchmark's shapes, one thread, at block 16
