@@ -446,6 +446,10 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
   constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
   const int64_t B = g.batch, K = g.k, N = g.n, bs = g.block_size;
   const int64_t nb = g.num_blocks();
+  if (K == 0) {  // every pair is 0
+    for (int64_t b = 0; b < B; ++b) FillRow(y + b * N + begin * bs, (end - begin) * bs);
+    return;
+  }
   std::vector<int64_t> rows((end - begin) * B);
   // Runs of adjacent blocks with the same active rows: blocks [ids[i],
   // ids[i] + runs[i]) with rows blocks[i]. A run is computed as one block, so
@@ -458,7 +462,7 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
     int64_t* r = rows.data() + (blk - begin) * B;
     int64_t m = 0;
     for (int64_t b = 0; b < B; ++b) {
-      if (mask[b * nb + blk] && K > 0) r[m++] = b;  // K == 0: every pair is 0
+      if (mask[b * nb + blk]) r[m++] = b;
     }
     if (m == 0) continue;
     if (!ids.empty() && ids.back() + runs.back() == blk && blocks.back().count == m &&
@@ -477,9 +481,9 @@ void ForwardBlocks(const BlockSparseGeometry& g, const S* x, const S* w,
     const bool* active = mask + b * nb;
     for (int64_t blk = begin; blk < end;) {
       const int64_t run = blk;
-      while (blk < end && !(active[blk] && K > 0)) ++blk;
+      while (blk < end && !active[blk]) ++blk;
       if (blk > run) FillRow(y + b * N + run * bs, (blk - run) * bs);
-      while (blk < end && active[blk] && K > 0) ++blk;
+      while (blk < end && active[blk]) ++blk;
     }
   }
   if (blocks.empty()) return;
