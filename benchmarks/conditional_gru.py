@@ -19,7 +19,8 @@
     a-z and space (text8's alphabet).
 
 Every timing is a median over interleaved repetitions; ratios are taken
-within one run. (a) times eager calls. In (b) and (c) one call of a
+within one run. (a) times eager calls, the op's and dense `tf.matmul`'s in
+three alternating windows each (`timed_apart`). In (b) and (c) one call of a
 `tf.function` runs STEPS_PER_CALL = 16 inference steps in a `tf.while_loop`
 (each from the same input and state, in sequence), and a step's time is the
 call's divided by 16: a `tf.function` call costs ~0.2-0.4 ms here, which is
@@ -30,6 +31,7 @@ Table 4.2 likewise times 1000 feed-forwards).
 import glob
 import os
 import re
+import statistics
 import sys
 import time
 
@@ -64,6 +66,21 @@ def timeit(cands, quick):
 # -- (a) the op -----------------------------------------------------------------
 
 
+def timed_apart(candidates, quick, rounds=3):
+    """Median seconds per call of each `name -> fn`, each timed in windows of
+    its own calls (oneDNN's matmul threads spin for a while after each call
+    and would slow down an op interleaved with it), the windows alternating
+    `rounds` times: the median of a candidate's window medians. One window
+    each, as before, let the host's slower minutes fall on one side only (in
+    one recorded run, dense `tf.matmul` took 0.88 ms in most windows and
+    1.39 ms in two)."""
+    windows = {name: [] for name in candidates}
+    for _ in range(1 if quick else rounds):
+        for name, fn in candidates.items():
+            windows[name].append(timeit({name: fn}, quick)[name])
+    return {name: statistics.median(ts) for name, ts in windows.items()}
+
+
 def exact_mask(rng, rows, cols, density):
     flat = np.zeros(rows * cols, bool)
     flat[rng.choice(rows * cols, int(round(density * rows * cols)), replace=False)] = True
@@ -86,10 +103,7 @@ def bench_op(quick):
 
         for d in (1.0, 0.5, 0.25, 0.1, 0.0):
             m = tf.constant(exact_mask(rng, BATCH, 1024 // bs, d))
-            # Timed apart: oneDNN's matmul threads spin for a while after each
-            # call and would slow down an op interleaved with it.
-            t = {**timeit({"op": lambda: op(x, w, m)}, quick),
-                 **timeit({"dense": lambda: dense(x, w)}, quick)}
+            t = timed_apart({"op": lambda: op(x, w, m), "dense": lambda: dense(x, w)}, quick)
             ratio = t["op"] / t["dense"]
             target = d + 0.1
             applies = d >= 0.1 and bs >= 32
@@ -323,7 +337,9 @@ def main(argv):
         "## Conditional GRU (`benchmarks/conditional_gru.py`)\n",
         "### (a) `block_sparse_matmul` vs dense `tf.matmul`\n",
         "K = N = 1024, batch 64, float32; density = fraction of active (row, block) "
-        "pairs. Target: op <= (density + 0.1) x dense for density >= 0.1 and block >= 32.\n",
+        "pairs; eager calls, each side timed in three alternating windows (median of "
+        "the window medians). Target: op <= (density + 0.1) x dense for density >= 0.1 "
+        "and block >= 32.\n",
         op_table,
         "\n### (b) One inference step, gate closure set through the moving statistics\n",
         "Speedup of `ConditionalGRUCell` (conditional inference) over its own dense path "
