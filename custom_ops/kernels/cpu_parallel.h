@@ -27,7 +27,13 @@ namespace keras_bandrnn {
 // `predict_on_batch` 0.81x; BandCell(8192)'s 1.0x and 0.65x. Offering every
 // helper to both pools at once was slower than either (BandCell(8192)'s
 // predict 1.38x). How many threads a kernel uses is still the intra-op
-// pool's size (the functors pass `d.numThreads()`).
+// pool's size (the functors pass `d.numThreads()`). (A helper thread of the
+// library's own that spins 150-1000 us after each job, so that it is awake
+// for the next call, was measured there too, in windows alternating within
+// one process: eager block_sparse_matmul calls of the benchmark's shapes took
+// 0.65-1.03x the time, e.g. block 32 at density 0.1 274 -> 177 us, but the
+// cell's tf.function step at 75% closed blocks took 0.97-1.22x, median 1.11x,
+// its spinning taking a core from the executor's threads.)
 inline cpu::Schedule CpuSchedule(tensorflow::OpKernelContext* ctx) {
   const Eigen::ThreadPoolDevice& d = ctx->eigen_device<Eigen::ThreadPoolDevice>();
   cpu::Runner pool = [&d](std::function<void()> closure) {
