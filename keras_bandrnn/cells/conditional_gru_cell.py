@@ -378,11 +378,11 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         # shapes, once the kernels' helpers ran on the inter-op threads; it
         # had been 4-11% faster when they ran on the intra-op pool. Two other
         # input products were measured there at 75% closed, against this one:
-        # dense `x @ kernel`, which need not wait for the gate, 0.90-0.91x the
-        # step's time at 16/64 and 32/32 but 1.04x at 64/16, and 0.93-1.39x
+        # dense `x @ kernel`, which need not wait for the gate, 0.86-0.91x the
+        # step's time at 16/64, 0.90x at 32/32 but 1.04x at 64/16, 0.93-1.39x
         # with 64 to 256 inputs; computed inside `block_gru_update`, pair by
         # pair, within noise at 27 inputs and 1.9x the eager time at 256.
-        # Leaving the input product out altogether bounds the gain: 0.85-0.89x
+        # Leaving the input product out altogether bounds the gain: 0.85-0.92x
         # at 16/64.)
         hp = block_sparse_matmul(h, ops.cast(self.recurrent_kernel, h.dtype), mask, 2 * L)
         xp = block_sparse_matmul(x, ops.cast(self.kernel, x.dtype), mask, 2 * L)
