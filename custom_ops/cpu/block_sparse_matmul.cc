@@ -248,19 +248,53 @@ void Tile(int64_t kc, const S* const* xr, const S* wp, int64_t ldw,
 }
 
 // Columns that are not a whole vector (block sizes below or between
-// multiples of the vector width): plain scalar loops.
-template <typename S>
-void ScalarTile(int64_t rows, int64_t kc, int64_t width, const S* const* xr,
-                const S* wp, int64_t ldw, S* const* yr, bool first) {
-  for (int64_t r = 0; r < rows; ++r) {
-    if (first) {
-      for (int64_t c = 0; c < width; ++c) yr[r][c] = S(0);
+// multiples of the vector width; the unstructured gating's one-column
+// blocks): each output is a dot product along k, in vectors, of a row of x
+// and a column of the chunk's slice of w, transposed into wt (row c: column
+// c, kKChunk apart). R rows share each vector of wt. (A scalar loop over k
+// with the columns innermost ran at a quarter of a multiply-add per cycle:
+// one column of 1024 rows took longer than the dense product of all rows.)
+template <typename S, int R>
+void NarrowTile(int64_t kc, int64_t width, const S* const* xr, const S* wt,
+                S* const* yr, bool first) {
+  using V = typename VecOf<S>::type;
+  constexpr int64_t kLanes = sizeof(V) / sizeof(S);
+  const int64_t kv = kc - kc % kLanes;
+  for (int64_t c = 0; c < width; ++c) {
+    const S* wc = wt + c * kKChunk;
+    V acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = V{};
+    for (int64_t k = 0; k < kv; k += kLanes) {
+      V wv;
+      __builtin_memcpy(&wv, wc + k, sizeof(V));
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        V xv;
+        __builtin_memcpy(&xv, xr[r] + k, sizeof(V));
+        acc[r] += xv * wv;
+      }
     }
-    for (int64_t k = 0; k < kc; ++k) {
-      const S xv = xr[r][k];
-      const S* wk = wp + k * ldw;
-      for (int64_t c = 0; c < width; ++c) yr[r][c] += xv * wk[c];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      S sum = S(0);
+      for (int64_t i = 0; i < kLanes; ++i) sum += acc[r][i];
+      for (int64_t k = kv; k < kc; ++k) sum += xr[r][k] * wc[k];
+      yr[r][c] = first ? sum : yr[r][c] + sum;
     }
+  }
+}
+
+// Rows per NarrowTile: independent accumulators enough to keep the
+// multiply-add units busy.
+constexpr int kNarrowRows = 8;
+
+template <typename S, int R = kNarrowRows>
+void NarrowRows(int64_t rows, int64_t kc, int64_t width, const S* const* xr,
+                const S* wt, S* const* yr, bool first) {
+  if constexpr (R > 0) {
+    if (rows == R) return NarrowTile<S, R>(kc, width, xr, wt, yr, first);
+    return NarrowRows<S, R - 1>(rows, kc, width, xr, wt, yr, first);
   }
 }
 
@@ -343,15 +377,23 @@ void ForwardBlockChunk(const BlockSparseGeometry& g, const S* x, const S* w,
   for (; end - col >= kLanes; col += kLanes) {
     ColumnTile<S, 1>(g, x, w, col, rows, k0, kc, y, next);
   }
-  if (col < end) {
-    std::vector<const S*> xr(rows.count);
-    std::vector<S*> yr(rows.count);
-    for (int64_t i = 0; i < rows.count; ++i) {
-      xr[i] = x + rows.rows[i] * g.k + k0;
-      yr[i] = y + rows.rows[i] * g.n + col;
+  if (col < end) {  // fewer than kLanes columns
+    const int64_t width = end - col;
+    alignas(64) S wt[kLanes * kKChunk];
+    const S* wp = w + k0 * g.n + col;
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t c = 0; c < width; ++c) wt[c * kKChunk + k] = wp[k * g.n + c];
     }
-    ScalarTile<S>(rows.count, kc, end - col, xr.data(), w + k0 * g.n + col,
-                  g.n, yr.data(), k0 == 0);
+    const S* xr[kNarrowRows];
+    S* yr[kNarrowRows];
+    for (int64_t i0 = 0; i0 < rows.count; i0 += kNarrowRows) {
+      const int64_t r = std::min<int64_t>(kNarrowRows, rows.count - i0);
+      for (int64_t i = 0; i < r; ++i) {
+        xr[i] = x + rows.rows[i0 + i] * g.k + k0;
+        yr[i] = y + rows.rows[i0 + i] * g.n + col;
+      }
+      NarrowRows<S>(r, kc, width, xr, wt, yr, k0 == 0);
+    }
   }
 }
 
