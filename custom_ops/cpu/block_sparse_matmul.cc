@@ -566,60 +566,81 @@ void BlockSparseMatmul(const BlockSparseGeometry& g, const T* x, const T* w,
   if (B == 0 || nb == 0) return;
   // The blocks are cut into ranges of equal work that the threads take in
   // turn (DynamicFor): a block's work varies with its active rows, and a pool
-  // thread that wakes late takes fewer ranges. start[blk]: the multiply-adds
-  // before block blk (its active rows' products, plus zeroing the others,
-  // which is all a block without active rows costs: w is not read for it).
-  // A range of work [w0, w1) takes the blocks that start in it. Nearly empty
-  // masks run on the calling thread instead of paying for a thread hand-off.
-  std::vector<int64_t> start(nb + 1, 0);
-  for (int64_t blk = 0; blk < nb; ++blk) {
+  // thread that wakes late takes fewer ranges. When there are fewer blocks
+  // than ranges (the unstructured gating's product, U^T h^T, has a block per
+  // sample, at batch 1 a single one), the rows are cut instead, each range a
+  // product of its rows and all the blocks. work[i]: the multiply-adds before
+  // unit i (block or row) of the cut: the active pairs' products, plus
+  // zeroing the others, which is all an inactive pair costs (w is not read
+  // for it); a block narrower than a vector counts as a vector, since
+  // NarrowTile reads a vector of x per step of k for it. A range of work
+  // [w0, w1) takes the units that start in it. Nearly empty masks run on the
+  // calling thread instead of paying for a thread hand-off.
+  constexpr int64_t kLanes = sizeof(typename VecOf<S>::type) / sizeof(S);
+  const int64_t pair_work = K * std::max(bs, kLanes);
+  const int64_t ranges_wanted = 2 * std::max(threads, 1);
+  const bool by_rows = nb < ranges_wanted && B > 1;
+  const int64_t units = by_rows ? B : nb;
+  std::vector<int64_t> work(units + 1, 0);
+  for (int64_t i = 0; i < units; ++i) {
     int64_t m = 0;
-    for (int64_t b = 0; b < B; ++b) m += mask[b * nb + blk];
-    start[blk + 1] = start[blk] + m * K * bs + B * bs;
+    if (by_rows) {
+      m = std::count(mask + i * nb, mask + (i + 1) * nb, true);
+    } else {
+      for (int64_t b = 0; b < B; ++b) m += mask[b * nb + i];
+    }
+    work[i + 1] = work[i] + m * pair_work + (by_rows ? N : B * bs);
   }
-  const int64_t total = start[nb];
-  const double vector_fmas = double(total) / (64 / sizeof(S));
+  const int64_t total = work[units];
+  const double vector_fmas = double(total) / kLanes;
   threads = static_cast<int>(std::max<double>(
       1, std::min<double>(threads, vector_fmas / kMinForwardFmasPerThread)));
   // Two ranges per thread: measured on the benchmark's shapes, four per
   // thread were no better, and one (a static split) left a thread waiting.
-  const int64_t ranges = threads == 1 ? 1 : std::min<int64_t>(nb, 2 * threads);
-  auto body = [&](int64_t begin, int64_t end) {
+  const int64_t ranges = threads == 1 ? 1 : std::min<int64_t>(units, 2 * threads);
+  // Blocks [begin, end) of the rows of `sub`, whose x, mask and y start at
+  // xs, ms and ys.
+  auto body = [&](const BlockSparseGeometry& sub, const T* xs, const bool* ms, T* ys,
+                  int64_t begin, int64_t end) {
     if constexpr (std::is_same<T, S>::value) {  // float, double
-      ForwardBlocks<S>(g, x, w, mask, y, begin, end);
+      ForwardBlocks<S>(sub, xs, w, ms, ys, begin, end);
       return;
     }
     std::vector<int64_t> rows;
     Mat<S> xg, wbuf, yg;
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t col = blk * bs;
-      ActiveRows(g, mask, blk, &rows);
+      ActiveRows(sub, ms, blk, &rows);
       const int64_t m = rows.size();
-      if (m < B) {  // inactive rows are 0
+      if (m < sub.batch) {  // inactive rows are 0
         size_t next = 0;
-        for (int64_t b = 0; b < B; ++b) {
+        for (int64_t b = 0; b < sub.batch; ++b) {
           if (next < rows.size() && rows[next] == b) {
             ++next;
           } else {
-            FillRow(y + b * N + col, bs);
+            FillRow(ys + b * N + col, bs);
           }
         }
       }
       if (m == 0) continue;
       const ConstMap<S> wb = Window<T, S>(w + col, N, K, bs, &wbuf);
-      GatherRows<T, S>(x, K, 0, K, rows, &xg);
+      GatherRows<T, S>(xs, K, 0, K, rows, &xg);
       yg.resize(m, bs);
       yg.noalias() = xg * wb;
-      StoreRows(yg, [&](int64_t i) { return rows[i]; }, y, N, col);
+      StoreRows(yg, [&](int64_t i) { return rows[i]; }, ys, N, col);
     }
   };
   DynamicFor(schedule, threads, ranges, [&](int64_t r) {
-    const auto first_at = [&](int64_t work) {  // first block starting at or after `work`
-      return std::lower_bound(start.begin(), start.begin() + nb, work) - start.begin();
+    const auto first_at = [&](int64_t at) {  // first unit starting at or after `at`
+      return std::lower_bound(work.begin(), work.begin() + units, at) - work.begin();
     };
     const int64_t begin = first_at(r * total / ranges);
-    const int64_t end = r + 1 == ranges ? nb : first_at((r + 1) * total / ranges);
-    if (begin < end) body(begin, end);
+    const int64_t end = r + 1 == ranges ? units : first_at((r + 1) * total / ranges);
+    if (begin >= end) return;
+    if (!by_rows) return body(g, x, mask, y, begin, end);
+    BlockSparseGeometry sub = g;
+    sub.batch = end - begin;
+    body(sub, x + begin * K, mask + begin * nb, y + begin * N, 0, nb);
   });
 }
 

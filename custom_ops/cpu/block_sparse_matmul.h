@@ -5,10 +5,12 @@
 // float and double runs register-blocked micro-kernels over the active rows of
 // each column block (or of two adjacent narrow blocks with few rows), reading
 // w in place, in chunks of k that sweep all blocks, split over the threads in
-// ranges of equal work (see block_sparse_matmul.cc); the gradients, and
-// Eigen::half / Eigen::bfloat16 (converted to float tiles, accumulating in
-// float32), gather the active rows into dense tiles for Eigen's GEMM (built
-// with -march=native) and scatter the results back.
+// ranges of equal work (of blocks, or of rows when there are fewer blocks than
+// ranges; see block_sparse_matmul.cc); columns short of a whole vector take
+// dot products along k instead. The gradients, and Eigen::half /
+// Eigen::bfloat16 (converted to float tiles, accumulating in float32), gather
+// the active rows into dense tiles for Eigen's GEMM (built with -march=native)
+// and scatter the results back.
 #ifndef KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 #define KERAS_BANDRNN_CPU_BLOCK_SPARSE_MATMUL_H_
 

@@ -378,3 +378,36 @@ def test_adjacent_blocks_with_few_rows(impl, dtype, block_size, k):
     y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
     tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+@pytest.mark.parametrize(
+    "batch, k, n, block_size",
+    [
+        (2048, 1024, 1, 1),  # the unstructured gating's U^T h^T at batch 1
+        (2048, 1024, 3, 1),  # ... at batch 3
+        (1500, 700, 40, 40),  # one block: whole vectors and a narrow rest
+        (1000, 130, 64, 32),  # two blocks, fewer than the threads' ranges
+    ],
+)
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 1.0])
+def test_few_blocks_split_over_rows(impl, dtype, batch, k, n, block_size, density):
+    """Tall products with fewer blocks than the threads' ranges are split over
+    the rows instead; narrow blocks take dot products along k, 8 rows at a
+    time (2048 and 1500 rows are not all whole tiles of active rows)."""
+    rng = np.random.default_rng(batch + n + int(10 * density))
+    x, w, mask = make_inputs(rng, batch, k, n, block_size, density, dtype)
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, block_size)
+    tol = TOL[dtype] if dtype == tf.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.numpy(), reference(x, w, mask, block_size), **tol)
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
+def test_few_blocks_split_over_rows_half_precision(impl, dtype):
+    """The row split of the half-precision path (float tiles for Eigen)."""
+    rng = np.random.default_rng(3)
+    x, w, mask = make_inputs(rng, 1200, 600, 2, 1, 0.5, dtype)
+    y = block_sparse_matmul(as_tf(x, dtype), as_tf(w, dtype), mask, 1)
+    np.testing.assert_allclose(
+        tf.cast(y, tf.float64).numpy(), reference(x, w, mask, 1), **TOL[dtype]
+    )
