@@ -158,6 +158,30 @@ def test_conditional_equals_dense_inference(impl, gating):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_unstructured_conditional_equals_dense_at_size(impl, batch):
+    """512 units: the open pairs' product is large enough to be split over
+    the threads (by rows of the transposed recurrent kernel)."""
+    rng = np.random.default_rng(10 + batch)
+    cells = []
+    for conditional in (True, False):
+        cell = ConditionalGRUCell(512, 16, gating="unstructured", sparsity_bias=-0.5,
+                                  conditional_inference=conditional)
+        cell.build((None, INPUT_DIM))
+        cells.append(cell)
+    for v in cells[0].weights:
+        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.3)
+    cells[0].moving_variance.assign(np.abs(cells[0].moving_variance.numpy()) + 0.5)
+    cells[1].set_weights(cells[0].get_weights())
+    x = rng.standard_normal((batch, INPUT_DIM)).astype("float32")
+    h = rng.standard_normal((batch, 512)).astype("float32")
+    cond, _ = cells[0](x, [h], training=False)
+    dense, _ = cells[1](x, [h], training=False)
+    closed = cond.numpy() == h
+    assert 0.2 < closed.mean() < 0.95
+    np.testing.assert_allclose(cond.numpy(), dense.numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("activation, recurrent_activation", [("softsign", "hard_sigmoid"), ("tanh", "relu")])
 def test_block_conditional_with_other_activations(impl, activation, recurrent_activation):
     """Activations the fused update kernel does not compute take the composition."""
@@ -208,26 +232,28 @@ def test_block_inference_with_mixed_samples(impl, gate_dim):
     np.testing.assert_array_equal(cond.numpy()[closed], h[closed])
 
 
-def test_block_inference_empty_batch(impl):
-    cell = make_cell("block", s=-0.3)
+@pytest.mark.parametrize("gating", ["block", "unstructured"])
+def test_inference_empty_batch(impl, gating):
+    cell = make_cell(gating, s=-0.3)
     out, state = cell(np.zeros((0, INPUT_DIM), "float32"), [np.zeros((0, UNITS), "float32")], training=False)
     assert out.shape == (0, UNITS) and state[0].shape == (0, UNITS)
 
 
-def test_all_gates_closed_and_all_open(impl):
+@pytest.mark.parametrize("gating", ["block", "unstructured"])
+def test_all_gates_closed_and_all_open(impl, gating):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((BATCH, INPUT_DIM)).astype("float32")
     h = rng.standard_normal((BATCH, UNITS)).astype("float32")
-    cell = make_cell("block", s=-50.0)
+    cell = make_cell(gating, s=-50.0)
     randomize(cell, rng)
     out, _ = cell(x, [h])
     np.testing.assert_array_equal(out.numpy(), h)
     # A very negative moving mean opens every gate.
-    cell = make_cell("block", s=0.0, conditional_inference=True)
+    cell = make_cell(gating, s=0.0, conditional_inference=True)
     randomize(cell, rng)
-    cell.moving_mean.assign(np.full(GATE_DIM, -100.0, "float32"))
+    cell.moving_mean.assign(np.full(cell.moving_mean.shape, -100.0, "float32"))
     out, _ = cell(x, [h])
-    expected, gate, _ = reference_step(weights(cell), x.astype(np.float64), h.astype(np.float64), "block", 0.0, False)
+    expected, gate, _ = reference_step(weights(cell), x.astype(np.float64), h.astype(np.float64), gating, 0.0, False)
     assert (gate > 0).all()
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
