@@ -420,7 +420,6 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         it open, and already at batch 4 took longer than the dense one.
         """
         z = self._expand(z)
-        u = self.units
         is_open = z > 0
 
         def open_pairs():
@@ -432,8 +431,7 @@ class ConditionalGRUCell(SavedModelGuard, keras.layers.Layer, DropoutRNNCell):
         xp = ops.matmul(x, ops.cast(self.kernel, x.dtype))
         if self.use_bias:
             xp = xp + ops.cast(self.bias, x.dtype)
-        r = self.recurrent_activation(xp[:, :u] + hp[:, :u])
-        hc = self.activation(xp[:, u:] + r * hp[:, u:])
+        hc = self._candidate(xp, hp)
         return tf.where(is_open, (1.0 - z) * h + z * hc, h)
 
     def get_config(self):
