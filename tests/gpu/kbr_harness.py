@@ -77,12 +77,13 @@ def build_emulator(out_dir):
     if not os.path.exists(lib):
         os.makedirs(out_dir, exist_ok=True)
         nvcc = os.environ.get("NVCC", "nvcc")
+        tmp = f"{lib}.{os.getpid()}.tmp"  # pytest-xdist workers may build at once
         # Device code is irrelevant here: one cheap virtual architecture.
         cmd = [nvcc, "-shared", "-Xcompiler", "-fPIC", "-DKBR_EMULATE", "-std=c++17", "-O2",
                "-I" + os.path.join(ROOT, "custom_ops"), "-arch=compute_90", emulate,
-               "-o", lib + ".tmp"]
+               "-o", tmp]
         subprocess.run(cmd, check=True, capture_output=True)
-        os.replace(lib + ".tmp", lib)
+        os.replace(tmp, lib)
     return lib
 
 
