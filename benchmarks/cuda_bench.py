@@ -205,8 +205,15 @@ def record(path):
     from benchmarks import report
 
     body = open(path).read()
+    summary = os.path.join(os.path.dirname(path), "summary.txt")
+    if os.path.exists(summary):  # the suite's build, test and sanitizer lines
+        body += "\nThe same `scripts/gpu_suite.sh` run (`summary.txt`):\n\n```\n"
+        body += open(summary).read().strip() + "\n```\n"
+    with open(os.path.splitext(path)[0] + ".json") as f:
+        device = json.load(f)["device"]
     report.write_section("cuda_kernels", body, "scripts/gpu_suite.sh on a GPU machine, then "
-                         f"python benchmarks/cuda_bench.py --record $OUT/bench.md")
+                         f"python benchmarks/cuda_bench.py --record $OUT/bench.md",
+                         machine_name=f"the lent GPU machine, {device}")
 
 
 def main(argv):

@@ -51,12 +51,13 @@ def interleaved_medians(candidates, reps, warmup=2, min_time=0.0):
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def write_section(name, body, command):
-    """Replaces (or appends) section `name` of BENCHMARKS.md."""
+def write_section(name, body, command, machine_name=None):
+    """Replaces (or appends) section `name` of BENCHMARKS.md; `machine_name`
+    names the machine that made it, where that is not this one."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = open(BENCHMARKS_MD).read() if os.path.exists(BENCHMARKS_MD) else HEADER
     block = (
-        f"{begin}\n{body.rstrip()}\n\nMachine: {machine()}. "
+        f"{begin}\n{body.rstrip()}\n\nMachine: {machine_name or machine()}. "
         f"Regenerate with `{command}`.\n{end}"
     )
     if begin in text and end in text:
