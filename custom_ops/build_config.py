@@ -8,11 +8,17 @@ Kept free of setuptools so that it can also be run directly:
 import concurrent.futures
 import glob
 import os
+import platform
 import shutil
 import subprocess
 import sys
 
 CPU_FLAGS = ["-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-DNDEBUG"]
+# After -march on x86: TensorFlow's Eigen does not compile with GCC 12 where
+# -march=native turns on AVX512-FP16 (Sapphire Rapids and newer Xeons:
+# "PacketMathFP16.h: expected initializer before '<' token"); no kernel
+# uses FP16 arithmetic (half is computed in float).
+MARCH_FLAGS = ["-mno-avx512fp16"] if platform.machine().lower() in ("x86_64", "amd64") else []
 # Architectures of the CUDA kernels: sm_80 (A100), sm_89 (L4/L40), sm_90
 # (H100/H200) as SASS, plus compute_90 PTX that newer GPUs JIT-compile. The
 # kernels need sm_80 or newer (bfloat16 tensor cores); CUDA 12 and 13 build
@@ -127,7 +133,7 @@ def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
         defines = ["-DGOOGLE_CUDA=1"] if cuda else []
         return (
             ["g++", "-c", src, "-o", _object(tmp_dir, source_dir, src), f"-march={march}"]
-            + CPU_FLAGS + (cuda_inc if cuda else []) + compile_flags + include + defines
+            + MARCH_FLAGS + CPU_FLAGS + (cuda_inc if cuda else []) + compile_flags + include + defines
         )
 
     def cu_cmd(src):
