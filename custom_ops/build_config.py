@@ -19,12 +19,18 @@ CPU_FLAGS = ["-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-DNDEBUG"]
 # "PacketMathFP16.h: expected initializer before '<' token"); no kernel
 # uses FP16 arithmetic (half is computed in float).
 MARCH_FLAGS = ["-mno-avx512fp16"] if platform.machine().lower() in ("x86_64", "amd64") else []
+
 # Architectures of the CUDA kernels: sm_80 (A100), sm_89 (L4/L40), sm_90
 # (H100/H200) as SASS, plus compute_90 PTX that newer GPUs JIT-compile. The
 # kernels need sm_80 or newer (bfloat16 tensor cores); CUDA 12 and 13 build
 # them (13 is what CI and the GPU machines have). KERAS_BANDRNN_CUDA_ARCHS
 # ("90" or "80,90") overrides the list, e.g. for a quicker local build.
 CUDA_ARCHS = ["80", "89", "90"]
+
+
+def cpu_flags(march):
+    """g++ flags of the C++ sources for `-march=<march>` (before TensorFlow's)."""
+    return [f"-march={march}"] + MARCH_FLAGS + CPU_FLAGS
 
 
 def cuda_archs():
@@ -132,8 +138,8 @@ def build(source_dir, output, tmp_dir, jobs=1, log=print, use_cuda=None):
     def cc_cmd(src, cuda):
         defines = ["-DGOOGLE_CUDA=1"] if cuda else []
         return (
-            ["g++", "-c", src, "-o", _object(tmp_dir, source_dir, src), f"-march={march}"]
-            + MARCH_FLAGS + CPU_FLAGS + (cuda_inc if cuda else []) + compile_flags + include + defines
+            ["g++", "-c", src, "-o", _object(tmp_dir, source_dir, src)]
+            + cpu_flags(march) + (cuda_inc if cuda else []) + compile_flags + include + defines
         )
 
     def cu_cmd(src):
