@@ -18,7 +18,8 @@ CPU_FLAGS = ["-O3", "-fPIC", "-Wall", "-Wno-sign-compare", "-DNDEBUG"]
 # -march=native turns on AVX512-FP16 (Sapphire Rapids and newer Xeons:
 # "PacketMathFP16.h: expected initializer before '<' token"); no kernel
 # uses FP16 arithmetic (half is computed in float).
-MARCH_FLAGS = ["-mno-avx512fp16"] if platform.machine().lower() in ("x86_64", "amd64") else []
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+MARCH_FLAGS = ["-mno-avx512fp16"] if X86 else []
 
 # Architectures of the CUDA kernels: sm_80 (A100), sm_89 (L4/L40), sm_90
 # (H100/H200) as SASS, plus compute_90 PTX that newer GPUs JIT-compile. The

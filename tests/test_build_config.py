@@ -8,18 +8,15 @@ AVX512-FP16 TensorFlow 2.21's Eigen does not compile with under GCC 12.
 """
 
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "custom_ops"))
 import build_config  # noqa: E402
 
-X86 = platform.machine().lower() in ("x86_64", "amd64")
 # Eigen's vectorised half and float paths, as the kernels instantiate them.
 SOURCE = r"""
 #include "Eigen/Core"
@@ -35,18 +32,18 @@ def compile_source(tmp_path, flags):
     src = tmp_path / "eigen.cc"
     src.write_text(SOURCE)
     cmd = ["g++", "-c", str(src), "-o", str(tmp_path / "eigen.o")]
-    cmd += flags + tf.sysconfig.get_compile_flags()
+    cmd += flags + build_config.tf_flags()[1]  # as build() passes them
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-@pytest.mark.skipif(not X86, reason="x86 -march values")
+@pytest.mark.skipif(not build_config.X86, reason="x86 -march values")
 @pytest.mark.parametrize("march", ["x86-64-v3", "skylake-avx512", "znver3", "sapphirerapids"])
 def test_eigen_compiles_for(tmp_path, march):
     proc = compile_source(tmp_path, build_config.cpu_flags(march))
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.skipif(not X86, reason="x86 -march values")
+@pytest.mark.skipif(not build_config.X86, reason="x86 -march values")
 def test_march_flags_are_still_needed(tmp_path):
     """Without MARCH_FLAGS the Sapphire Rapids build fails; when it no longer
     does (a TensorFlow or GCC that fixes it), MARCH_FLAGS can go."""
